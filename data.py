@@ -1,0 +1,283 @@
+"""Audio in, spectrograms out (METHOD.md section 1).
+
+- read_audio / load_audio: soundfile, stereo averaged to mono, resampled to 16 kHz.
+- wav_to_spec / spec_to_wav: STFT 510/128 with a periodic Hann window, amplitude compression
+  c' = beta |c|^alpha e^(i angle c), and its exact inverse. Everyone else calls these two.
+- PairedDataset: clean/noisy pairs (VoiceBank-DEMAND in either layout, or any two folders).
+- MixDataset: pairs built on the fly from a speech folder (and optionally a noise folder):
+  babble, coloured and modulated coloured noise, real noise files, at a random SNR.
+Datasets return waveform crops (clean, noisy) already divided by the noisy peak; the
+training scripts turn them into spectrograms on the device.
+
+Item i of a dataset is a pure function of (seed, i): the training loop asks for sample
+number step * batch + k, so a resumed run sees exactly the data an uninterrupted one sees.
+"""
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+SAMPLE_RATE = 16000
+N_FFT = 510            # 256 frequency bins
+HOP = 128
+ALPHA = 0.5            # amplitude compression exponent
+BETA = 0.15            # amplitude compression factor
+AUDIO_EXTS = (".wav", ".flac", ".ogg")
+DEMO = Path(__file__).resolve().parent / "demo"
+
+
+class DataError(Exception):
+    """An expected problem with the user's data: the scripts print it as one line and exit."""
+
+
+# ----------------------------------------------------------------------------- audio files
+
+def read_audio(path):
+    """(mono float32 waveform, sample rate) of an audio file; channels are averaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError ...
+        raise DataError(f"{path}: not a readable audio file ({str(e).strip() or type(e).__name__})")
+    wav = wav.mean(axis=1)
+    if wav.size == 0:
+        raise DataError(f"{path}: the file holds no samples")
+    if not np.isfinite(wav).all():
+        raise DataError(f"{path}: the audio contains NaN or infinite samples")
+    return wav, sr
+
+
+def resample(wav, sr_in, sr_out=SAMPLE_RATE):
+    """Polyphase resampling (scipy's resample_poly) by the reduced ratio sr_out / sr_in."""
+    if sr_in == sr_out:
+        return wav
+    k = math.gcd(sr_in, sr_out)
+    return resample_poly(wav, sr_out // k, sr_in // k).astype(np.float32)
+
+
+def load_audio(path):
+    """Mono float32 waveform at 16 kHz."""
+    wav, sr = read_audio(path)
+    return resample(wav, sr)
+
+
+def list_audio(folder, recursive=False):
+    """Sorted audio files of a folder; every one is checked to be readable audio."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_EXTS)
+    if not files:
+        raise DataError(f"{folder}: no audio files ({', '.join(AUDIO_EXTS)}) in this folder")
+    for p in files:
+        try:
+            sf.info(str(p))
+        except Exception as e:
+            raise DataError(f"{p}: not a readable audio file ({str(e).strip() or type(e).__name__})")
+    return files
+
+
+# ----------------------------------------------------------------------------- spectrograms
+
+def wav_to_spec(wav):
+    """Waveform [..., N] -> compressed complex spectrogram [..., 1, 256, T], T = 1 + N // 128."""
+    shape = wav.shape[:-1]
+    window = torch.hann_window(N_FFT, periodic=True, device=wav.device, dtype=wav.dtype)
+    X = torch.stft(wav.reshape(-1, wav.shape[-1]), N_FFT, HOP, window=window, center=True, return_complex=True)
+    X = BETA * X.abs() ** ALPHA * torch.exp(1j * X.angle())  # c' = beta |c|^alpha e^(i angle c)
+    return X.reshape(*shape, 1, *X.shape[-2:])
+
+
+def spec_to_wav(spec, length):
+    """Inverse of wav_to_spec: [..., 1, 256, T] -> waveform [..., length]."""
+    shape = spec.shape[:-3]
+    X = spec.reshape(-1, *spec.shape[-2:])
+    X = (X.abs() / BETA) ** (1 / ALPHA) * torch.exp(1j * X.angle())  # undo the compression
+    window = torch.hann_window(N_FFT, periodic=True, device=X.device, dtype=X.real.dtype)
+    wav = torch.istft(X, N_FFT, HOP, window=window, center=True, length=length)
+    return wav.reshape(*shape, length)
+
+
+def crop_samples(num_frames):
+    """Samples in a crop of num_frames STFT frames: (256 - 1) * 128 = 32,640 for the default."""
+    return (num_frames - 1) * HOP
+
+
+def random_crop(wavs, length, rng):
+    """The same random crop of `length` samples from each array in wavs (zero-padded when short)."""
+    n = len(wavs[0])
+    if n < length:
+        return [np.pad(w, (0, length - n)) for w in wavs]
+    start = int(rng.integers(0, n - length + 1))
+    return [w[start:start + length] for w in wavs]
+
+
+def normalise(clean, noisy):
+    """Divide both by max|noisy| (METHOD.md 1); the factor is returned to undo it afterwards."""
+    peak = float(np.abs(noisy).max())
+    scale = peak if peak > 0 else 1.0
+    return clean / scale, noisy / scale, scale
+
+
+# ----------------------------------------------------------------------------- pairs on disk
+
+# The original VoiceBank-DEMAND release folders; "valid" takes speakers p226 and p287 out of
+# the training set, as the SGMSE+ split does.
+ORIGINAL_LAYOUT = {
+    "train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
+    "valid": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
+    "test": ("clean_testset_wav", "noisy_testset_wav"),
+}
+VALID_SPEAKERS = ("p226", "p287")
+
+
+def find_pairs(base, split="train"):
+    """[(clean_path, noisy_path), ...] for one split, matched by file name (stem).
+
+    Accepts base/{split}/clean + base/{split}/noisy (SGMSE+ layout), the original release
+    folders (ORIGINAL_LAYOUT), or a folder holding clean/ and noisy/ directly.
+    """
+    base = Path(base)
+    if not base.is_dir():
+        raise DataError(f"{base}: no such folder")
+    keep = lambda name: True
+    if (base / split / "clean").is_dir():
+        clean_dir, noisy_dir = base / split / "clean", base / split / "noisy"
+    elif (base / ORIGINAL_LAYOUT[split][0]).is_dir():
+        clean_dir, noisy_dir = (base / d for d in ORIGINAL_LAYOUT[split])
+        if split == "valid":
+            keep = lambda name: name.startswith(VALID_SPEAKERS)
+        elif split == "train":
+            keep = lambda name: not name.startswith(VALID_SPEAKERS)
+    elif (base / "clean").is_dir():
+        clean_dir, noisy_dir = base / "clean", base / "noisy"
+    else:
+        raise DataError(f"{base}: expected {split}/clean and {split}/noisy, the original VoiceBank-DEMAND "
+                        f"folders ({ORIGINAL_LAYOUT[split][0]}, ...), or clean/ and noisy/")
+    clean = {p.stem: p for p in list_audio(clean_dir) if keep(p.stem)}
+    noisy = {p.stem: p for p in list_audio(noisy_dir) if keep(p.stem)}
+    only_clean, only_noisy = sorted(clean.keys() - noisy.keys()), sorted(noisy.keys() - clean.keys())
+    if only_clean or only_noisy:
+        example = (only_clean or only_noisy)[0]
+        raise DataError(f"{clean_dir} and {noisy_dir}: file names do not match ({len(only_clean)} clean "
+                        f"without noisy, {len(only_noisy)} noisy without clean, e.g. {example!r})")
+    if not clean:
+        raise DataError(f"{clean_dir}: no files of split {split!r}")
+    return [(clean[k], noisy[k]) for k in sorted(clean)]
+
+
+def load_pairs(pairs, limit=None):
+    """Whole utterances [(name, clean, noisy), ...] as 16 kHz float32 arrays, for validation."""
+    out = []
+    for clean_path, noisy_path in pairs[:limit]:
+        clean, noisy = load_audio(clean_path), load_audio(noisy_path)
+        if len(clean) != len(noisy):
+            raise DataError(f"{clean_path} and {noisy_path}: lengths differ ({len(clean)} and {len(noisy)} samples)")
+        out.append((clean_path.stem, clean, noisy))
+    return out
+
+
+class PairedDataset(torch.utils.data.Dataset):
+    """Random crops of clean/noisy pairs, both divided by the noisy utterance's peak."""
+
+    def __init__(self, pairs, num_frames=256, seed=0, length=None):
+        self.pairs, self.num_frames, self.seed = pairs, num_frames, seed
+        self.length = length or len(pairs)
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng([self.seed, i])
+        clean_path, noisy_path = self.pairs[int(rng.integers(len(self.pairs)))]
+        clean, noisy = load_audio(clean_path), load_audio(noisy_path)
+        n = min(len(clean), len(noisy))
+        clean, noisy, _ = normalise(clean[:n], noisy[:n])
+        clean, noisy = random_crop([clean, noisy], crop_samples(self.num_frames), rng)
+        return torch.from_numpy(clean.copy()), torch.from_numpy(noisy.copy())
+
+
+# ----------------------------------------------------------------------------- pairs made on the fly
+
+def coloured_noise(n, exponent, rng):
+    """Gaussian noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown, -1 blue)."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n)
+    f[0] = f[1]
+    spectrum *= f ** (-exponent / 2)
+    return np.fft.irfft(spectrum, n)
+
+
+class MixDataset(torch.utils.data.Dataset):
+    """Noisy speech made on the fly: clean crop + noise scaled to a random SNR.
+
+    Noise types, drawn with equal probability: babble (3 to 6 other utterances of the speech
+    folder), coloured noise (spectral exponent -1 to 2), coloured noise under a slow random
+    amplitude envelope (non-stationary), and, when a noise folder is given, a crop of a real
+    recording. No random gain: the noisy-peak normalisation would cancel any gain exactly.
+    """
+
+    def __init__(self, speech, noise=None, num_frames=256, snr_range=(-5.0, 20.0), seed=0, length=None):
+        self.speech = list_audio(speech)
+        self.noise = list_audio(noise) if noise else []
+        self.types = ["babble", "coloured", "modulated"] + (["file"] if self.noise else [])
+        self.num_frames, self.snr_range, self.seed = num_frames, snr_range, seed
+        self.length = length or len(self.speech)
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng([self.seed, i])
+        n = crop_samples(self.num_frames)
+        k = int(rng.integers(len(self.speech)))
+        (clean,) = random_crop([load_audio(self.speech[k])], n, rng)
+        kind = self.types[int(rng.integers(len(self.types)))]
+        if kind == "babble":
+            others = rng.choice([j for j in range(len(self.speech)) if j != k] or [k], size=int(rng.integers(3, 7)))
+            noise = np.zeros(n)
+            for j in others:
+                (talker,) = random_crop([load_audio(self.speech[j])], n, rng)
+                noise += talker / (np.sqrt(np.mean(talker ** 2)) + 1e-8)
+        elif kind == "file":
+            recording = load_audio(self.noise[int(rng.integers(len(self.noise)))])
+            noise = np.resize(recording, max(n, len(recording)))  # loop recordings shorter than the crop
+            (noise,) = random_crop([noise], n, rng)
+        else:
+            noise = coloured_noise(n, rng.uniform(-1.0, 2.0), rng)
+            if kind == "modulated":  # slow envelope between 0.1 and 1, 0.5 to 4 Hz
+                t = np.arange(n) / SAMPLE_RATE
+                rate, phase = rng.uniform(0.5, 4.0), rng.uniform(0, 2 * np.pi)
+                noise *= 0.55 + 0.45 * np.sin(2 * np.pi * rate * t + phase)
+        snr = rng.uniform(*self.snr_range)
+        p_clean, p_noise = np.mean(clean ** 2), np.mean(noise ** 2) + 1e-12
+        p_ref = p_clean if p_clean > 1e-10 else 1e-4  # a silent crop still gets audible noise
+        noise = noise * np.sqrt(p_ref / (p_noise * 10 ** (snr / 10)))  # 10 log10(P_clean / P_noise) = snr
+        clean, noisy, _ = normalise(clean, clean + noise)
+        return torch.from_numpy(clean.astype(np.float32)), torch.from_numpy(noisy.astype(np.float32))
+
+
+def make_dataset(data="", speech="", noise="", num_frames=256, seed=0):
+    """The training set a script's options describe: VoiceBank-DEMAND (data), a speech folder
+    mixed with noise (speech, noise), or the bundled demo speech when neither is given."""
+    if data:
+        return PairedDataset(find_pairs(data, "train"), num_frames, seed)
+    return MixDataset(speech or DEMO / "speech_train", noise or None, num_frames, seed=seed)
+
+
+def validation_pairs(data="", valid="", limit=4):
+    """Held-out whole utterances for validation: valid if given, else data's valid split,
+    else the bundled VoiceBank-DEMAND p287 pairs."""
+    if valid:
+        pairs = find_pairs(valid, "test")
+    elif data:
+        pairs = find_pairs(data, "valid")
+    else:
+        pairs = find_pairs(DEMO / "vbdmd", "test")
+    return load_pairs(pairs, limit)

@@ -1,0 +1,280 @@
+"""The network and its preconditioning (METHOD.md section 3).
+
+NCSNpp    a compact NCSN++ U-Net: 4 real channels in (Re, Im of x_t and of y), 2 out.
+PRESETS   its sizes, as plain data: "reference" (the published 65.6 M teacher), "small", "tiny".
+Denoiser  the EDM-preconditioned mean estimator D(x_t, y, t), complex in / complex out:
+          D = c_skip x_t + c_out F(c_in x_t, c_in y, t), with sigma = sigma(t) of the OUVE SDE.
+pad_spec / crop_spec   pad the time axis to a multiple of 64 and crop it back.
+
+The U-Net halves the frequency and time axes once per level after the first, so with L levels
+the input needs F and T divisible by 2^(L-1); the presets have at most 7 levels (6 halvings),
+so F = 256 and any T that is a multiple of 64 always work.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sde import SDE, bcast
+
+NUM_FREQS = 256  # frequency bins of the spectrogram (METHOD.md 1); level i has 256 / 2^i of them
+
+PRESETS = {
+    # the published teacher (SGMSE+ / ROSE-CD NCSN++), 65.6 M parameters
+    "reference": dict(nf=128, ch_mult=(1, 1, 2, 2, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,)),
+    # same topology at a quarter of the width: ~4.1 M parameters, 8 MB in float16
+    "small": dict(nf=32, ch_mult=(1, 1, 2, 2, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,)),
+    # tests and CPU demos: narrower, 1 block per level and 5 levels (4 halvings), so still fine
+    # for T a multiple of 64; attention at 16 bins as in the reference
+    "tiny": dict(nf=16, ch_mult=(1, 1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,)),
+}
+
+
+def conv(c_in, c_out, k, scale=1.0):
+    """k x k convolution with the DDPM default init: Xavier-uniform (fan_avg) weights times
+    sqrt(scale), zero bias. scale=0 gives an all-zero layer (NCSN++ uses 1e-10, i.e. zero)."""
+    layer = nn.Conv2d(c_in, c_out, k, padding=k // 2)
+    nn.init.xavier_uniform_(layer.weight, gain=math.sqrt(scale))
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def linear(c_in, c_out):
+    layer = nn.Linear(c_in, c_out)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def group_norm(c):
+    return nn.GroupNorm(min(c // 4, 32), c, eps=1e-6)
+
+
+def fir_kernel(x, gain):
+    """The separable FIR filter [1, 3, 3, 1] (x) [1, 3, 3, 1], normalised to sum `gain`,
+    as a depthwise 4x4 conv weight [C, 1, 4, 4] for x [B, C, H, W]."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=x.dtype, device=x.device)
+    k = torch.outer(k, k)
+    return (k * (gain / k.sum())).repeat(x.shape[1], 1, 1, 1)
+
+
+def downsample(x):
+    """FIR down-sampling by 2 on both axes: blur with the [1,3,3,1] filter, keep every 2nd sample."""
+    return F.conv2d(x, fir_kernel(x, 1.0), stride=2, padding=1, groups=x.shape[1])
+
+
+def upsample(x):
+    """FIR up-sampling by 2 on both axes: zero-stuffing then the [1,3,3,1] filter (gain 4 keeps
+    the mean), written as one strided transposed conv."""
+    return F.conv_transpose2d(x, fir_kernel(x, 4.0), stride=2, padding=1, groups=x.shape[1])
+
+
+class ResBlock(nn.Module):
+    """BigGAN-style residual block (NCSN++ 'biggan'), optionally resampling by 2 with FIR.
+
+    h = Conv1(SiLU(GN(Conv0(resample(SiLU(GN(x)))) + Dense(SiLU(temb)))));
+    out = (skip(resample(x)) + h) / sqrt(2).   Dropout is 0 in the published model, so absent.
+    """
+
+    def __init__(self, c_in, c_out, temb_dim, up=False, down=False):
+        super().__init__()
+        self.up, self.down = up, down
+        self.norm0 = group_norm(c_in)
+        self.conv0 = conv(c_in, c_out, 3)
+        self.dense = linear(temb_dim, c_out)
+        self.norm1 = group_norm(c_out)
+        self.conv1 = conv(c_out, c_out, 3, scale=0.0)  # zero-init: the block starts as its skip path
+        self.skip = conv(c_in, c_out, 1) if (c_in != c_out or up or down) else nn.Identity()
+
+    def forward(self, x, temb):
+        h = F.silu(self.norm0(x))
+        if self.up:
+            h, x = upsample(h), upsample(x)
+        if self.down:
+            h, x = downsample(h), downsample(x)
+        h = self.conv0(h) + self.dense(F.silu(temb))[:, :, None, None]  # time conditioning as a bias
+        h = self.conv1(F.silu(self.norm1(h)))
+        return (self.skip(x) + h) / math.sqrt(2)  # skip_rescale
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over all (frequency, time) positions, residual, rescaled."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.norm = group_norm(c)
+        self.q, self.k, self.v = conv(c, c, 1, 0.1), conv(c, c, 1, 0.1), conv(c, c, 1, 0.1)
+        self.out = conv(c, c, 1, scale=0.0)
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        h = self.norm(x)
+        q, k, v = (m(h).flatten(2).transpose(1, 2) for m in (self.q, self.k, self.v))  # [B, HW, C]
+        h = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(C)) v
+        h = self.out(h.transpose(1, 2).reshape(B, C, H, W))
+        return (x + h) / math.sqrt(2)
+
+
+class NCSNpp(nn.Module):
+    """Compact NCSN++: [B, 4, F, T] real, t [B] -> [B, 2, F, T] real.
+
+    Down path: per level, num_res_blocks blocks (+ attention where F at that level is in
+    attn_resolutions), then a down-sampling block; the input, FIR-down-sampled alongside, is added
+    after a 1x1 conv ("input_skip", combined by sum). Middle: block, attention, block. Up path:
+    per level, num_res_blocks + 1 blocks on [h, skip] (+ attention), then an output branch
+    GN-SiLU-conv3x3 to 4 channels summed into an FIR-up-sampled pyramid ("output_skip"), then an
+    up-sampling block. A final 1x1 conv maps the 4 pyramid channels to 2.
+    """
+
+    def __init__(self, nf=128, ch_mult=(1, 1, 2, 2, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
+                 fourier_scale=16.0):
+        super().__init__()
+        levels, temb_dim = len(ch_mult), 4 * nf
+        # Gaussian Fourier features of ln t: nf fixed random frequencies W ~ N(0, scale^2). Unlike
+        # NCSN++ (a frozen parameter) W comes from a fixed seed and stays out of the state_dict and of
+        # .half(): W ln t reaches ~1e3 rad, so a float16-rounded W would scramble the time embedding.
+        self.fourier_W = torch.randn(nf, generator=torch.Generator().manual_seed(0)) * fourier_scale
+        self.temb = nn.Sequential(linear(2 * nf, temb_dim), nn.SiLU(), linear(temb_dim, temb_dim))
+        self.conv_in = conv(4, nf, 3)
+
+        ch, skips = nf, [nf]  # channel counts of the tensors kept for the up path
+        self.down = nn.ModuleList()
+        for i, mult in enumerate(ch_mult):
+            level, attn = nn.Module(), (NUM_FREQS >> i) in attn_resolutions
+            level.blocks, level.attn = nn.ModuleList(), nn.ModuleList()
+            for _ in range(num_res_blocks):
+                level.blocks.append(ResBlock(ch, nf * mult, temb_dim))
+                ch = nf * mult
+                level.attn.append(AttnBlock(ch) if attn else nn.Identity())
+                skips.append(ch)
+            if i < levels - 1:
+                level.resample = ResBlock(ch, ch, temb_dim, down=True)
+                level.combine = conv(4, ch, 1)  # input skip: 1x1 conv of the down-sampled input
+                skips.append(ch)
+            self.down.append(level)
+
+        self.mid_block0, self.mid_attn, self.mid_block1 = \
+            ResBlock(ch, ch, temb_dim), AttnBlock(ch), ResBlock(ch, ch, temb_dim)
+
+        self.up = nn.ModuleList()
+        for i in reversed(range(levels)):
+            level = nn.Module()
+            level.blocks = nn.ModuleList()
+            for _ in range(num_res_blocks + 1):
+                level.blocks.append(ResBlock(ch + skips.pop(), nf * ch_mult[i], temb_dim))
+                ch = nf * ch_mult[i]
+            level.attn = AttnBlock(ch) if (NUM_FREQS >> i) in attn_resolutions else nn.Identity()
+            level.norm_out, level.conv_out = group_norm(ch), conv(ch, 4, 3, scale=0.0)  # output skip
+            if i > 0:
+                level.resample = ResBlock(ch, ch, temb_dim, up=True)
+            self.up.append(level)
+        self.conv_final = nn.Conv2d(4, 2, 1)  # 4 pyramid channels -> Re, Im (PyTorch default init)
+
+    def forward(self, x, t):
+        dtype = self.conv_in.weight.dtype  # compute in the weights' dtype (autocast may lower it)
+        self.fourier_W = self.fourier_W.to(t.device)  # a plain tensor: follows t's device, once
+        proj = 2 * math.pi * torch.log(t.float())[:, None] * self.fourier_W[None, :]  # float32 always
+        temb = self.temb(torch.cat([torch.sin(proj), torch.cos(proj)], dim=1).to(dtype))
+
+        x = x.to(dtype)
+        pyramid = x
+        hs = [self.conv_in(x)]
+        for level in self.down:
+            for block, attn in zip(level.blocks, level.attn):
+                hs.append(attn(block(hs[-1], temb)))
+            if hasattr(level, "resample"):
+                pyramid = downsample(pyramid)
+                hs.append(level.resample(hs[-1], temb) + level.combine(pyramid))  # input skip, sum
+
+        h = self.mid_block1(self.mid_attn(self.mid_block0(hs[-1], temb)), temb)
+
+        pyramid = None
+        for level in self.up:
+            for block in level.blocks:
+                h = block(torch.cat([h, hs.pop()], dim=1), temb)
+            h = level.attn(h)
+            out = level.conv_out(F.silu(level.norm_out(h)))
+            pyramid = out if pyramid is None else upsample(pyramid) + out  # output skip, sum
+            if hasattr(level, "resample"):
+                h = level.resample(h, temb)
+        return self.conv_final(pyramid)
+
+
+class Denoiser(nn.Module):
+    """EDM-preconditioned estimate of the marginal mean mu(t) (METHOD.md 3).
+
+    x_t, y complex [B, 1, F, T]; t float [B]. With sigma = sigma(t) and sd = sigma_data:
+      c_skip = sd^2 / (sigma^2 + sd^2),  c_out = sigma sd / sqrt(sigma^2 + sd^2),
+      c_in = 1 / sqrt(sigma^2 + sd^2) ("edm", the teacher) or 1 ("one", the student),
+      D = c_skip x_t + c_out F(c_in x_t, c_in y, t).
+    The network sees t itself (its Fourier features take ln t). A checkpoint rebuilds the
+    model with Denoiser(**denoiser.config()).
+    """
+
+    def __init__(self, preset="small", c_in="edm", sigma_data=0.1, sde=None):
+        super().__init__()
+        if c_in not in ("edm", "one"):
+            raise ValueError(f"c_in must be 'edm' or 'one', got {c_in!r}")
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        self.preset, self.c_in, self.sigma_data = preset, c_in, sigma_data
+        self.sde = SDE() if sde is None else sde
+        self.net = NCSNpp(**PRESETS[preset])
+
+    def config(self):
+        return {"preset": self.preset, "c_in": self.c_in, "sigma_data": self.sigma_data}
+
+    def preconditioning(self, t):
+        """(c_skip, c_out, c_in), each [B], for times t [B]."""
+        sigma, sd = self.sde.sigma(t), self.sigma_data
+        c_skip = sd ** 2 / (sigma ** 2 + sd ** 2)
+        c_out = sigma * sd / torch.sqrt(sigma ** 2 + sd ** 2)
+        c_in = 1 / torch.sqrt(sigma ** 2 + sd ** 2) if self.c_in == "edm" else torch.ones_like(sigma)
+        return c_skip, c_out, c_in
+
+    def forward(self, x_t, y, t):
+        c_skip, c_out, c_in = (bcast(c, x_t) for c in self.preconditioning(t))
+        a, b = c_in * x_t, c_in * y
+        out = self.net(torch.cat([a.real, a.imag, b.real, b.imag], dim=1), t)  # complex -> 4 real channels
+        out = out.to(x_t.real.dtype)  # back to the input's precision before forming a complex map
+        return c_skip * x_t + c_out * torch.complex(out[:, 0:1], out[:, 1:2])
+
+    def score(self, x_t, y, t):
+        """s(x_t) = (D - x_t) / sigma(t)^2."""
+        return self.sde.score(self(x_t, y, t), x_t, t)
+
+
+def pad_spec(x, multiple=64):
+    """Zero-pad the last (time) axis up to a multiple of `multiple`; returns (x_padded, T).
+
+    Zero padding, as SGMSE+ does by default: it works for any length (reflection fails when the
+    pad exceeds the signal, and for complex tensors) and padded frames look like the silence the
+    model sees in zero-padded training crops. Usage, for a sampler or a one-step student:
+        y_pad, T = pad_spec(y)
+        x_hat = crop_spec(sample(denoiser, y_pad), T)
+    """
+    T = x.shape[-1]
+    return F.pad(x, (0, (-T) % multiple)), T
+
+
+def crop_spec(x, T):
+    """Undo pad_spec: keep the first T frames."""
+    return x[..., :T]
+
+
+def count_parameters(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def main():
+    for name in PRESETS:
+        n = count_parameters(Denoiser(name))
+        line = f"{name:10s} {n:>12,d} parameters ({n / 1e6:.2f} M)"
+        if name == "reference":
+            line += f", {100 * (n - 65.6e6) / 65.6e6:+.2f} % from the published 65.6 M"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Train the score-based teacher (METHOD.md section 4).
+
+    python teacher.py --preset tiny --steps 200          # CPU demo on the bundled audio
+    python teacher.py --data /path/to/VoiceBank-DEMAND   # the published setting (reference preset)
+    torchrun --nproc_per_node=2 teacher.py ...           # several GPUs (or CPU processes) with DDP
+
+The loss: t ~ U(t_eps, 1), x_t = mu(t) + sigma(t) z, and a weighted squared error between the
+preconditioned network D(x_t, y, t) and mu(t). Adam, EMA of the weights (the EMA weights sample).
+
+This file also holds the training machinery that distill.py reuses: options from a dataclass,
+distributed set-up, the data stream, EMA, checkpoints, validation and the JSON-lines log.
+"""
+import argparse
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+import data
+from data import DataError, wav_to_spec
+from enhance import enhance_wav
+from evaluate import score
+from model import PRESETS, Denoiser
+from sde import SDE, bcast, randn_like
+
+
+@dataclass
+class Config:
+    preset: str = "reference"   # network size: reference (published, 65.6 M), small, tiny
+    data: str = ""              # VoiceBank-DEMAND folder (either layout); empty: bundled demo speech
+    speech: str = ""            # or: a folder of clean speech to mix with noise on the fly
+    noise: str = ""             # optional folder of noise recordings for that mixing
+    valid: str = ""             # folder with clean/ and noisy/ for validation; default: data's valid split or demo
+    out: str = "runs/teacher"   # checkpoint.pt and log.jsonl go here
+    steps: int = 100_000        # optimizer updates (METHOD.md gives no length; SGMSE+ trains ~ this long)
+    batch_size: int = 16        # per process and micro-batch (published 16)
+    grad_accum: int = 2         # micro-batches per update (published 2: 32 per update)
+    lr: float = 1e-4
+    ema_decay: float = 0.999
+    num_frames: int = 256       # STFT frames per training crop (2.04 s)
+    bf16: bool = False          # bf16 autocast on GPU
+    grad_clip: float = 0.0      # clip the gradient norm to this (0: off)
+    num_workers: int = 2        # data-loader processes
+    valid_every: int = 2000     # validate every so many updates (0: only at the end)
+    valid_files: int = 4        # held-out utterances enhanced at each validation
+    valid_steps: int = 30       # predictor-corrector steps at validation
+    save_every: int = 1000      # write the checkpoint every so many updates
+    log_every: int = 10
+    seed: int = 0
+    resume: bool = False        # continue from out/checkpoint.pt
+    device: str = "auto"        # auto, cpu, cuda, cuda:1 ...
+    deterministic: bool = False  # deterministic kernels (for exact-resume checks)
+
+
+# ----------------------------------------------------------------------------- options
+
+def parse_config(cls, argv=None, description=None):
+    """argparse generated from a dataclass: every field becomes --field with its default."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(cls):
+        if f.type in (bool, "bool"):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=f.default)
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=f.default,
+                                type=type(f.default), help=" ")
+    return cls(**vars(parser.parse_args(argv)))
+
+
+# ----------------------------------------------------------------------------- processes and devices
+
+def setup_distributed(device):
+    """(rank, world_size, device). Under torchrun: one process per GPU (nccl) or CPU process (gloo)."""
+    if "WORLD_SIZE" not in os.environ:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return 0, 1, torch.device(device)
+    rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+
+
+def set_determinism(cfg):
+    torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def step_generator(seed, step, rank, device):
+    """The random draws of one update are a function of (seed, step, rank): a resumed run
+    draws exactly what an uninterrupted one would, with no RNG state to carry over."""
+    return torch.Generator(device=device).manual_seed(((seed * 1_000_003 + step) * 1_009 + rank) % 2 ** 63)
+
+
+# ----------------------------------------------------------------------------- data stream
+
+class SampleIndices:
+    """Indices of the samples this process reads, update after update, from start_step on:
+    micro-batch m of rank r holds samples (m * world + r) * batch + k, k < batch."""
+
+    def __init__(self, start_step, grad_accum, batch_size, rank, world):
+        self.m0, self.b, self.r, self.w = start_step * grad_accum, batch_size, rank, world
+
+    def __iter__(self):
+        m = self.m0
+        while True:
+            yield from range((m * self.w + self.r) * self.b, (m * self.w + self.r + 1) * self.b)
+            m += 1
+
+
+def make_loader(dataset, cfg, start_step, rank, world):
+    return iter(torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+        sampler=SampleIndices(start_step, cfg.grad_accum, cfg.batch_size, rank, world),
+        persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available()))
+
+
+# ----------------------------------------------------------------------------- EMA and checkpoints
+
+@torch.no_grad()
+def ema_update(ema, model, decay):
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def save_checkpoint(path, **state):
+    """One file, written atomically: a crash mid-write leaves the previous checkpoint intact."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu"):
+    """The checkpoint dict; a clear DataError for a missing, corrupt or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:200]})")
+    if not isinstance(ckpt, dict) or not {"kind", "model", "ema"} <= ckpt.keys():
+        raise DataError(f"{path}: not a checkpoint of this project (no kind/model/ema entries)")
+    return ckpt
+
+
+def weights_hash(module):
+    """A short hash of a module's weights, to check that DDP ranks agree."""
+    h = hashlib.sha256()
+    for v in module.state_dict().values():
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- validation and log
+
+def validate(D, sde, pairs, steps, seed=0):
+    """Mean PESQ / ESTOI / SI-SDR of D's enhancement (steps: 1 = one-step, else PC) on pairs."""
+    results = []
+    for k, (name, clean, noisy) in enumerate(pairs):
+        generator = torch.Generator(device=next(D.parameters()).device).manual_seed(seed + k)
+        enhanced, _ = enhance_wav(D, sde, noisy, steps, generator)
+        results.append(score(clean, enhanced))
+    return {key: float(np.nanmean([r[key] for r in results])) for key in results[0]}
+
+
+class JsonLog:
+    """One JSON object per line: easy to plot, easy to append to after --resume."""
+
+    def __init__(self, path, enabled=True):
+        self.path, self.enabled = Path(path), enabled
+
+    def write(self, **entry):
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+
+# ----------------------------------------------------------------------------- the teacher
+
+def teacher_loss(D, sde, x, y, generator):
+    """0.5 * sum over bins of w(sigma) |D(x_t, y, t) - mu(t)|^2, averaged over the batch."""
+    B = x.shape[0]
+    t = sde.t_eps + (1 - sde.t_eps) * torch.rand(B, device=x.device, generator=generator)  # t ~ U(t_eps, 1)
+    mu = sde.mu(x, y, bcast(t, x))
+    sigma = bcast(sde.sigma(t), x)
+    x_t = mu + sigma * randn_like(x, generator)
+    sd = D.module.sigma_data if isinstance(D, DDP) else D.sigma_data
+    w = (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2  # EDM weight: unit loss scale at every sigma
+    return 0.5 * (w * (D(x_t, y, t) - mu).abs() ** 2).sum(dim=(1, 2, 3)).mean()
+
+
+def train(cfg):
+    if cfg.preset not in PRESETS:
+        raise DataError(f"unknown preset {cfg.preset!r}: choose one of {', '.join(PRESETS)}")
+    rank, world, device = setup_distributed(cfg.device)
+    set_determinism(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sde = SDE()
+    dataset = data.make_dataset(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, cfg.seed)
+    valid_pairs = data.validation_pairs(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 else []
+
+    model = Denoiser(cfg.preset, c_in="edm").to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step = 0
+    ckpt_path = out / "checkpoint.pt"
+    if cfg.resume:
+        ckpt = load_checkpoint(ckpt_path, device)
+        model.load_state_dict(ckpt["raw"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step = ckpt["step"]
+    elif ckpt_path.exists():
+        raise DataError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    D = DDP(model) if world > 1 else model
+
+    def checkpoint():
+        if rank == 0:
+            save_checkpoint(ckpt_path, kind="teacher", config=dataclasses.asdict(cfg), model=model.config(),
+                            sde=dataclasses.asdict(sde), ema=ema.state_dict(), raw=model.state_dict(),
+                            optimizer=opt.state_dict(), step=step, rng={"seed": cfg.seed, "step": step})
+
+    log = JsonLog(out / "log.jsonl", enabled=rank == 0)
+    log.write(event="start", step=step, world_size=world, device=str(device), parameters=sum(
+        p.numel() for p in model.parameters()), config=dataclasses.asdict(cfg))
+    loader = make_loader(dataset, cfg, step, rank, world)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
+    bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc="teacher", dynamic_ncols=True)
+    t0, losses = time.time(), []
+    while step < cfg.steps:
+        generator = step_generator(cfg.seed, step, rank, device)
+        for a in range(cfg.grad_accum):
+            clean, noisy = (w.to(device, non_blocking=True) for w in next(loader))
+            x, y = wav_to_spec(clean), wav_to_spec(noisy)
+            sync = a == cfg.grad_accum - 1 or world == 1  # DDP all-reduces on the last micro-batch only
+            with autocast, (contextlib.nullcontext() if sync else D.no_sync()):
+                loss = teacher_loss(D, sde, x, y, generator) / cfg.grad_accum
+                loss.backward()
+            losses.append(loss.item() * cfg.grad_accum)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema_update(ema, model, cfg.ema_decay)
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            loss_mean = float(np.mean(losses))
+            samples = cfg.log_every * cfg.grad_accum * cfg.batch_size * world
+            log.write(event="train", step=step, loss=loss_mean, samples_per_s=samples / (time.time() - t0))
+            bar.set_postfix(loss=f"{loss_mean:.4g}")
+            t0, losses = time.time(), []
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            checkpoint()
+        if rank == 0 and valid_pairs and ((cfg.valid_every and step % cfg.valid_every == 0) or step == cfg.steps):
+            metrics = validate(ema, sde, valid_pairs, cfg.valid_steps, cfg.seed)
+            log.write(event="valid", step=step, **metrics)
+            bar.write(f"step {step}: " + "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    bar.close()
+    if world > 1:  # every rank must end with the same weights
+        hashes = [None] * world
+        dist.all_gather_object(hashes, weights_hash(model))
+        log.write(event="end", step=step, rank_weight_hashes=hashes)
+        dist.destroy_process_group()
+    else:
+        log.write(event="end", step=step, rank_weight_hashes=[weights_hash(model)])
+    return ema, model
+
+
+def main(argv=None):
+    cfg = parse_config(Config, argv, description=__doc__.split("\n\n")[0])
+    try:
+        train(cfg)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

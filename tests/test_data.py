@@ -1,0 +1,134 @@
+"""Audio loading, the spectrogram transform and the two datasets."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import data
+from data import DataError
+
+
+def test_transform_then_inverse_reproduces_the_waveform():
+    wav = torch.randn(3, 40_000, dtype=torch.float64)
+    back = data.spec_to_wav(data.wav_to_spec(wav), wav.shape[-1])
+    assert ((back - wav).norm() / wav.norm()).item() < 1e-5
+    wav32 = torch.from_numpy(data.load_audio(data.DEMO / "vbdmd" / "clean" / "p287_001.wav"))
+    back32 = data.spec_to_wav(data.wav_to_spec(wav32), len(wav32))
+    assert ((back32 - wav32).norm() / wav32.norm()).item() < 1e-5
+
+
+def test_spectrogram_shape_and_compression():
+    wav = torch.randn(2, data.crop_samples(256))
+    spec = data.wav_to_spec(wav)
+    assert spec.shape == (2, 1, 256, 256) and spec.dtype == torch.complex64
+    window = torch.hann_window(510, periodic=True)
+    raw = torch.stft(wav, 510, 128, window=window, center=True, return_complex=True)
+    torch.testing.assert_close(spec[:, 0].abs(), 0.15 * raw.abs() ** 0.5, rtol=1e-5, atol=1e-6)
+    big = raw.abs() > 1e-3  # the phase is kept: equal unit phasors
+    torch.testing.assert_close(spec[:, 0][big] / spec[:, 0][big].abs(), raw[big] / raw[big].abs(), rtol=1e-4, atol=1e-4)
+
+
+def test_stereo_is_averaged_and_other_rates_resampled(tmp_path):
+    t = np.arange(8000) / 8000
+    left, right = np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 440 * t)
+    sf.write(tmp_path / "stereo8k.wav", np.stack([left, right], 1), 8000)
+    wav, sr = data.read_audio(tmp_path / "stereo8k.wav")
+    assert sr == 8000 and wav.ndim == 1
+    np.testing.assert_allclose(wav, 0.75 * np.sin(2 * np.pi * 440 * t), atol=1e-3)
+    wav16 = data.load_audio(tmp_path / "stereo8k.wav")
+    assert len(wav16) == 16000
+    spectrum = np.abs(np.fft.rfft(wav16))
+    assert abs(np.argmax(spectrum) - 440) <= 1  # 1 Hz bins over 1 s: still a 440 Hz tone
+
+
+def test_bad_audio_files_raise_clear_errors(tmp_path):
+    (tmp_path / "fake.wav").write_text("not audio")
+    sf.write(tmp_path / "nan.wav", np.array([0.1, np.nan, 0.2], np.float32), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
+    with pytest.raises(DataError, match="not a readable audio file"):
+        data.read_audio(tmp_path / "fake.wav")
+    with pytest.raises(DataError, match="NaN"):
+        data.read_audio(tmp_path / "nan.wav")
+    with pytest.raises(DataError, match="no samples"):
+        data.read_audio(tmp_path / "empty.wav")
+    with pytest.raises(DataError, match="no such file"):
+        data.read_audio(tmp_path / "missing.wav")
+
+
+def make_pairs(folder, names, sr=16000):
+    for sub in ("clean", "noisy"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            sf.write(folder / sub / f"{name}.wav", np.random.default_rng(0).standard_normal(sr // 4) * 0.1, sr)
+
+
+def test_find_pairs_accepts_both_voicebank_layouts(tmp_path):
+    make_pairs(tmp_path / "sgmse" / "train", ["p230_001", "p230_002"])
+    make_pairs(tmp_path / "sgmse" / "valid", ["p287_001"])
+    assert [c.stem for c, n in data.find_pairs(tmp_path / "sgmse", "train")] == ["p230_001", "p230_002"]
+    assert [c.stem for c, n in data.find_pairs(tmp_path / "sgmse", "valid")] == ["p287_001"]
+
+    original = tmp_path / "original"
+    make_pairs(original, ["p226_001", "p230_001", "p287_002"], sr=48000)
+    (original / "clean").rename(original / "clean_trainset_28spk_wav")
+    (original / "noisy").rename(original / "noisy_trainset_28spk_wav")
+    train = data.find_pairs(original, "train")
+    assert [c.stem for c, n in train] == ["p230_001"]  # p226 and p287 are the validation speakers
+    assert [c.stem for c, n in data.find_pairs(original, "valid")] == ["p226_001", "p287_002"]
+    assert all(c.name == n.name and c.parent != n.parent for c, n in train)
+    clean, noisy = data.PairedDataset(train, num_frames=64)[0]
+    assert clean.shape == noisy.shape == (data.crop_samples(64),)  # 48 kHz resampled, then padded
+
+
+def test_find_pairs_errors(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        data.find_pairs(tmp_path / "nowhere")
+    (tmp_path / "empty" / "clean").mkdir(parents=True)
+    (tmp_path / "empty" / "noisy").mkdir()
+    with pytest.raises(DataError, match="no audio files"):
+        data.find_pairs(tmp_path / "empty")
+    make_pairs(tmp_path / "mismatch", ["a", "b"])
+    (tmp_path / "mismatch" / "noisy" / "b.wav").rename(tmp_path / "mismatch" / "noisy" / "c.wav")
+    with pytest.raises(DataError, match="do not match"):
+        data.find_pairs(tmp_path / "mismatch")
+    make_pairs(tmp_path / "broken", ["a"])
+    (tmp_path / "broken" / "noisy" / "a.wav").write_bytes(b"RIFF garbage")
+    with pytest.raises(DataError, match="not a readable audio file"):
+        data.find_pairs(tmp_path / "broken")
+
+
+def test_paired_dataset_normalises_by_the_noisy_peak():
+    pairs = data.find_pairs(data.DEMO / "vbdmd")
+    ds = data.PairedDataset(pairs, num_frames=64, seed=3)
+    for i in range(4):
+        clean, noisy = ds[i]
+        assert noisy.abs().max() <= 1.0 + 1e-6
+        # the crop's clean/noisy ratio is the file's: the same factor divided both
+        assert torch.isfinite(clean).all() and clean.shape == (data.crop_samples(64),)
+    # the whole-utterance factor: the noisy file's peak maps to exactly 1
+    full = data.PairedDataset(pairs[:1], num_frames=2000, seed=0)[0][1]
+    assert full.abs().max().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_mix_dataset_is_deterministic_per_index_and_respects_the_snr_range():
+    ds = data.MixDataset(data.DEMO / "speech_train", data.DEMO / "noise", num_frames=128, snr_range=(0.0, 10.0), seed=7)
+    assert ds.types == ["babble", "coloured", "modulated", "file"]
+    a, b = ds[5], ds[5]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(ds[6][1], a[1])
+    snrs = []
+    for i in range(24):
+        clean, noisy = ds[i]
+        assert clean.shape == noisy.shape == (data.crop_samples(128),)
+        assert noisy.abs().max().item() == pytest.approx(1.0, abs=1e-5)
+        if clean.pow(2).mean() > 1e-8:
+            snrs.append(10 * torch.log10(clean.pow(2).mean() / (noisy - clean).pow(2).mean()).item())
+    assert min(snrs) > -0.01 and max(snrs) < 10.01 and max(snrs) - min(snrs) > 3
+
+
+def test_demo_splits_never_overlap():
+    train = {p.name for p in data.list_audio(data.DEMO / "speech_train")}
+    test = {p.name for p in data.list_audio(data.DEMO / "speech_test")}
+    assert len(train) >= 90 and len(test) >= 10 and not train & test
+    vb = {c.stem for c, n in data.find_pairs(data.DEMO / "vbdmd")}
+    assert vb and not {n.split(".")[0] for n in train} & vb

@@ -1,0 +1,186 @@
+"""Tests for model.py: shapes, padding, parameter counts, EDM preconditioning, rebuilding."""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model import PRESETS, Denoiser, count_parameters, crop_spec, downsample, pad_spec, upsample  # noqa: E402
+from sde import SDE  # noqa: E402
+
+
+def randomize_zero_layers(d, std=0.05):
+    """NCSN++ zero-initialises the last conv of every block and the output convs, so a fresh
+    network ignores its input. Fill those with noise so every path really contributes."""
+    with torch.no_grad():
+        for p in d.parameters():
+            if p.dim() > 1 and p.abs().max() == 0:
+                p.normal_(0, std)
+    return d
+
+
+def complex_spec(B, T, F=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.complex(torch.randn(B, 1, F, T, generator=g), torch.randn(B, 1, F, T, generator=g)) * 0.1
+
+
+@pytest.mark.parametrize("preset,B,T", [("tiny", 2, 64), ("tiny", 2, 128), ("small", 2, 64),
+                                        ("small", 1, 128), ("reference", 1, 64)])
+def test_shape_dtype_finite(preset, B, T):
+    torch.manual_seed(0)
+    d = randomize_zero_layers(Denoiser(preset)).eval()
+    x, y = complex_spec(B, T, seed=1), complex_spec(B, T, seed=2)
+    t = torch.linspace(0.03, 1.0, B)
+    with torch.no_grad():
+        D = d(x, y, t)
+    assert D.shape == x.shape and D.dtype == torch.complex64
+    assert torch.isfinite(D.real).all() and torch.isfinite(D.imag).all()
+
+
+def test_output_depends_on_x_y_and_t():
+    torch.manual_seed(0)
+    d = randomize_zero_layers(Denoiser("tiny")).eval()
+    x, y, t = complex_spec(1, 64, seed=1), complex_spec(1, 64, seed=2), torch.tensor([0.5])
+    with torch.no_grad():
+        D = d(x, y, t)
+        assert not torch.allclose(D, d(x, complex_spec(1, 64, seed=3), t))       # conditioned on y
+        net = lambda t: d.net(torch.cat([x.real, x.imag, y.real, y.imag], 1), t)  # noqa: E731
+        assert not torch.allclose(net(torch.tensor([0.5])), net(torch.tensor([0.6])))  # on t
+
+
+@pytest.mark.parametrize("T", [100, 37, 64, 1])
+def test_padding_round_trip(T):
+    d = randomize_zero_layers(Denoiser("tiny")).eval()
+    x, y = complex_spec(1, T, seed=1), complex_spec(1, T, seed=2)
+    x_pad, T0 = pad_spec(x)
+    y_pad, _ = pad_spec(y)
+    assert T0 == T and x_pad.shape[-1] % 64 == 0 and x_pad.shape[-1] - T < 64
+    assert torch.equal(crop_spec(x_pad, T0), x) and (x_pad[..., T:] == 0).all()
+    with torch.no_grad():
+        D = crop_spec(d(x_pad, y_pad, torch.tensor([0.5])), T0)
+    assert D.shape == x.shape and torch.isfinite(D.real).all()
+
+
+def test_parameter_counts():
+    n = {name: count_parameters(Denoiser(name)) for name in PRESETS}
+    assert abs(n["reference"] - 65.6e6) / 65.6e6 < 0.03
+    assert 3e6 <= n["small"] <= 8e6
+    assert n["tiny"] < 0.5e6
+    # attention sits only where the frequency axis has 16 bins: 2 down + 1 middle + 1 up
+    ref = Denoiser("reference").net
+    assert sum(type(m).__name__ == "AttnBlock" for m in ref.modules()) == 4
+
+
+def test_main_prints_counts():
+    r = subprocess.run([sys.executable, "model.py"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    line = next(line for line in r.stdout.splitlines() if line.startswith("reference"))
+    n = int(line.split()[1].replace(",", ""))
+    assert abs(n - 65.6e6) / 65.6e6 < 0.03 and "%" in line
+
+
+def test_fir_resampling_keeps_a_constant():
+    x = torch.full((1, 3, 16, 16), 2.0)
+    assert torch.allclose(downsample(x)[..., 1:-1, 1:-1], x[..., :6, :6])  # away from the zero padding
+    assert torch.allclose(upsample(x)[..., 2:-2, 2:-2], torch.full((1, 3, 28, 28), 2.0))
+    assert downsample(x).shape[-2:] == (8, 8) and upsample(x).shape[-2:] == (32, 32)
+
+
+def test_preconditioning_coefficients():
+    d = Denoiser("tiny", sigma_data=0.1)
+    t = torch.tensor([0.03, 0.4, 1.0])
+    c_skip, c_out, c_in = d.preconditioning(t)
+    s_min, s_max, gamma, sd = 0.05, 0.5, 1.5, 0.1
+    L = math.log(s_max / s_min)
+    for i, ti in enumerate(t.tolist()):  # METHOD.md 2 and 3, written out by hand
+        sigma = math.sqrt(s_min ** 2 * ((s_max / s_min) ** (2 * ti) - math.exp(-2 * gamma * ti)) * L / (gamma + L))
+        assert c_skip[i].item() == pytest.approx(sd ** 2 / (sigma ** 2 + sd ** 2), rel=1e-5)
+        assert c_out[i].item() == pytest.approx(sigma * sd / math.sqrt(sigma ** 2 + sd ** 2), rel=1e-5)
+        assert c_in[i].item() == pytest.approx(1 / math.sqrt(sigma ** 2 + sd ** 2), rel=1e-5)
+    assert c_skip[2].item() == pytest.approx(0.01 / (0.3890 ** 2 + 0.01), rel=1e-3)  # sigma(1) = 0.3890
+    assert torch.equal(Denoiser("tiny", c_in="one").preconditioning(t)[2], torch.ones(3))
+
+
+def capture_net_input(d, output=None):
+    """Replace d.net.forward by a stub that records its input and returns `output` (or zeros)."""
+    seen = {}
+
+    def stub(inp, t):
+        seen["inp"], seen["t"] = inp, t
+        return torch.zeros(inp.shape[0], 2, *inp.shape[2:]) if output is None else output
+
+    d.net.forward = stub
+    return seen
+
+
+@pytest.mark.parametrize("c_in", ["edm", "one"])
+def test_zero_network_gives_c_skip_x(c_in):
+    d = Denoiser("tiny", c_in=c_in)
+    capture_net_input(d)
+    x, y, t = complex_spec(3, 64, seed=1), complex_spec(3, 64, seed=2), torch.tensor([0.03, 0.4, 1.0])
+    c_skip = d.preconditioning(t)[0]
+    assert torch.equal(d(x, y, t), c_skip.view(-1, 1, 1, 1) * x)
+
+
+def test_network_input_scaling_and_output_mapping():
+    x, y, t = complex_spec(2, 64, seed=1), complex_spec(2, 64, seed=2), torch.tensor([0.2, 0.9])
+    d = Denoiser("tiny", c_in="one")  # the student: x_t and y reach the network unscaled
+    seen = capture_net_input(d)
+    d(x, y, t)
+    assert torch.equal(seen["inp"], torch.cat([x.real, x.imag, y.real, y.imag], dim=1))
+    assert torch.equal(seen["t"], t)  # the network's time input is t itself
+    d = Denoiser("tiny", c_in="edm")  # the teacher: both scaled by c_in
+    seen = capture_net_input(d)
+    d(x, y, t)
+    c = d.preconditioning(t)[2].view(-1, 1, 1, 1)
+    assert torch.allclose(seen["inp"], torch.cat([(c * x).real, (c * x).imag, (c * y).real, (c * y).imag], 1))
+    # the two output channels are read as Re and Im: D = c_skip x + c_out (F0 + i F1)
+    out = torch.randn(2, 2, 256, 64)
+    capture_net_input(d, output=out)
+    c_skip, c_out, _ = (v.view(-1, 1, 1, 1) for v in d.preconditioning(t))
+    assert torch.allclose(d(x, y, t), c_skip * x + c_out * torch.complex(out[:, :1], out[:, 1:]))
+
+
+def test_score_from_D():
+    d = randomize_zero_layers(Denoiser("tiny")).eval()
+    x, y, t = complex_spec(2, 64, seed=1), complex_spec(2, 64, seed=2), torch.tensor([0.1, 0.7])
+    with torch.no_grad():
+        s, D = d.score(x, y, t), d(x, y, t)
+    assert torch.allclose(s, (D - x) / SDE().sigma(t).view(-1, 1, 1, 1) ** 2)
+
+
+@pytest.mark.parametrize("cfg", [dict(preset="tiny", c_in="one", sigma_data=0.2), dict(preset="small")])
+def test_config_rebuilds_the_same_model(cfg):
+    d = randomize_zero_layers(Denoiser(**cfg)).eval()
+    e = Denoiser(**d.config()).eval()
+    assert d.config() == e.config() and d.config()["preset"] == cfg["preset"]
+    sd, se = d.state_dict(), e.state_dict()
+    assert list(sd) == list(se) and all(sd[k].shape == se[k].shape for k in sd)
+    e.load_state_dict(sd)  # same weights -> same function (the Fourier frequencies come from a fixed seed)
+    x, y, t = complex_spec(1, 64, seed=1), complex_spec(1, 64, seed=2), torch.tensor([0.3])
+    with torch.no_grad():
+        assert torch.equal(d(x, y, t), e(x, y, t))
+
+
+def test_half_precision_weights_keep_float32_time_features():
+    d = randomize_zero_layers(Denoiser("tiny")).eval()
+    # 64 x 64 input (the net takes any size divisible by 2^4) keeps bfloat16 on the CPU quick
+    x, y, t = complex_spec(1, 64, F=64, seed=1), complex_spec(1, 64, F=64, seed=2), torch.tensor([0.3])
+    W = d.net.fourier_W.clone()
+    with torch.no_grad():
+        D = d(x, y, t)
+        D_bf16 = d.to(torch.bfloat16)(x, y, t)
+    assert torch.equal(d.net.fourier_W, W) and D_bf16.dtype == torch.complex64
+    assert (D_bf16 - D).abs().max() < 0.05 * D.abs().max()
+
+
+def test_bad_arguments_fail_clearly():
+    with pytest.raises(ValueError, match="c_in"):
+        Denoiser("tiny", c_in="unit")
+    with pytest.raises(ValueError, match="preset"):
+        Denoiser("huge")

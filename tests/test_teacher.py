@@ -1,0 +1,102 @@
+"""Teacher training: the loss falls, a resume continues exactly, DDP ranks agree, bad data fails clearly."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import teacher
+from teacher import Config, load_checkpoint, train
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = dict(preset="tiny", batch_size=2, grad_accum=1, num_frames=64, num_workers=0, valid_files=0, log_every=1,
+            save_every=1000)
+
+
+def read_log(out):
+    return [json.loads(line) for line in open(Path(out) / "log.jsonl")]
+
+
+def test_teacher_loss_falls_in_200_cpu_steps(tmp_path):
+    train(Config(**FAST, steps=200, out=str(tmp_path)))
+    losses = [e["loss"] for e in read_log(tmp_path) if e["event"] == "train"]
+    assert len(losses) == 200
+    first, last = np.mean(losses[:20]), np.mean(losses[-20:])
+    assert last < 0.8 * first, (first, last)
+
+
+def test_resume_continues_bit_identically(tmp_path):
+    common = dict(FAST, grad_accum=2, num_workers=1, deterministic=True)  # a worker process and accumulation too
+    train(Config(**common, steps=6, out=str(tmp_path / "straight")))
+    train(Config(**common, steps=3, out=str(tmp_path / "resumed")))
+    train(Config(**common, steps=6, out=str(tmp_path / "resumed"), resume=True))
+    a, b = load_checkpoint(tmp_path / "straight" / "checkpoint.pt"), load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 6
+    for key in ("raw", "ema"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    # and the run really trained: the weights moved from their initial values
+    init = teacher.Denoiser("tiny").state_dict()
+    assert any(not torch.equal(init[k], a["raw"][k]) for k in init)
+
+
+def test_checkpoint_holds_everything_to_resume_and_loads_weights_only(tmp_path):
+    train(Config(**FAST, steps=2, out=str(tmp_path)))
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert {"kind", "config", "model", "sde", "ema", "raw", "optimizer", "step", "rng"} <= ckpt.keys()
+    assert ckpt["kind"] == "teacher" and ckpt["model"] == {"preset": "tiny", "c_in": "edm", "sigma_data": 0.1}
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(teacher.DataError, match="exists"):  # never overwrite a run by accident
+        train(Config(**FAST, steps=2, out=str(tmp_path)))
+
+
+def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "teacher.py",
+           "--preset", "tiny", "--steps", "3", "--batch-size", "1", "--grad-accum", "2", "--num-frames", "64",
+           "--num-workers", "0", "--valid-files", "0", "--device", "cpu", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = read_log(out)
+    assert log[0]["world_size"] == 2
+    hashes = log[-1]["rank_weight_hashes"]
+    assert len(hashes) == 2 and hashes[0] == hashes[1]
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+
+
+def run_teacher(*args):
+    return subprocess.run([sys.executable, "teacher.py", "--preset", "tiny", "--steps", "1", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def bad_data_folders(tmp_path):
+    (tmp_path / "no_audio" / "clean").mkdir(parents=True)
+    (tmp_path / "no_audio" / "noisy").mkdir()
+    (tmp_path / "no_audio" / "clean" / "notes.txt").write_text("hello")
+    for name, noisy_name in (("mismatch", "b.wav"), ("not_audio", "a.wav")):
+        for sub in ("clean", "noisy"):
+            (tmp_path / name / sub).mkdir(parents=True)
+        sf.write(tmp_path / name / "clean" / "a.wav", np.zeros(16000, np.float32), 16000)
+        sf.write(tmp_path / name / "noisy" / noisy_name, np.zeros(16000, np.float32), 16000)
+    (tmp_path / "not_audio" / "noisy" / "a.wav").write_text("this is text, not a wave file")
+    return {"missing": (tmp_path / "does_not_exist", "no such folder"),
+            "no_audio": (tmp_path / "no_audio", "no audio files"),
+            "mismatch": (tmp_path / "mismatch", "do not match"),
+            "not_audio": (tmp_path / "not_audio", "not a readable audio file")}
+
+
+@pytest.mark.parametrize("case", ["missing", "no_audio", "mismatch", "not_audio"])
+def test_bad_data_gives_one_error_line(tmp_path, case):
+    folder, message = bad_data_folders(tmp_path)[case]
+    result = run_teacher("--data", str(folder), "--out", str(tmp_path / "run"))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
