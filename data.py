@@ -263,6 +263,23 @@ class MixDataset(torch.utils.data.Dataset):
         return torch.from_numpy(clean.astype(np.float32)), torch.from_numpy(noisy.astype(np.float32))
 
 
+def mixture_pairs(speech=DEMO / "speech_test", noise=DEMO / "noise", snr_range=(-10.0, -5.0), seed=1234, limit=None):
+    """Whole held-out utterances [(name, clean, noisy), ...] mixed with real noise recordings at a
+    fixed random SNR each. The default is the out-of-domain set: held-out speech, DEMAND noise (not
+    a default training noise type) and SNRs below the training range."""
+    rng = np.random.default_rng(seed)
+    noises = [load_audio(p) for p in list_audio(noise)]
+    out = []
+    for path in list_audio(speech)[:limit]:
+        clean = load_audio(path)
+        recording = noises[int(rng.integers(len(noises)))]
+        (noise,) = random_crop([np.resize(recording, max(len(clean), len(recording)))], len(clean), rng)
+        snr = rng.uniform(*snr_range)
+        noise = noise * np.sqrt(np.mean(clean ** 2) / (np.mean(noise ** 2) * 10 ** (snr / 10)))
+        out.append((path.stem, clean, (clean + noise).astype(np.float32)))
+    return out
+
+
 def make_dataset(data="", speech="", noise="", num_frames=256, seed=0):
     """The training set a script's options describe: VoiceBank-DEMAND (data), a speech folder
     mixed with noise (speech, noise), or the bundled demo speech when neither is given."""

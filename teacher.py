@@ -38,14 +38,14 @@ from sde import SDE, bcast, randn_like
 
 
 @dataclass
-class Config:
-    preset: str = "reference"   # network size: reference (published, 65.6 M), small, tiny
+class TrainConfig:
+    """Options of the training loop that teacher.py and distill.py share (published defaults)."""
     data: str = ""              # VoiceBank-DEMAND folder (either layout); empty: bundled demo speech
     speech: str = ""            # or: a folder of clean speech to mix with noise on the fly
     noise: str = ""             # optional folder of noise recordings for that mixing
     valid: str = ""             # folder with clean/ and noisy/ for validation; default: data's valid split or demo
     out: str = "runs/teacher"   # checkpoint.pt and log.jsonl go here
-    steps: int = 100_000        # optimizer updates (METHOD.md gives no length; SGMSE+ trains ~ this long)
+    steps: int = 100_000        # optimizer updates (METHOD.md gives no length)
     batch_size: int = 16        # per process and micro-batch (published 16)
     grad_accum: int = 2         # micro-batches per update (published 2: 32 per update)
     lr: float = 1e-4
@@ -56,13 +56,18 @@ class Config:
     num_workers: int = 2        # data-loader processes
     valid_every: int = 2000     # validate every so many updates (0: only at the end)
     valid_files: int = 4        # held-out utterances enhanced at each validation
-    valid_steps: int = 30       # predictor-corrector steps at validation
+    valid_steps: int = 30       # predictor-corrector steps of the teacher at validation
     save_every: int = 1000      # write the checkpoint every so many updates
     log_every: int = 10
     seed: int = 0
     resume: bool = False        # continue from out/checkpoint.pt
     device: str = "auto"        # auto, cpu, cuda, cuda:1 ...
     deterministic: bool = False  # deterministic kernels (for exact-resume checks)
+
+
+@dataclass
+class Config(TrainConfig):
+    preset: str = "reference"   # network size: reference (published, 65.6 M), small, tiny
 
 
 # ----------------------------------------------------------------------------- options
@@ -212,24 +217,24 @@ def teacher_loss(D, sde, x, y, generator):
     return 0.5 * (w * (D(x_t, y, t) - mu).abs() ** 2).sum(dim=(1, 2, 3)).mean()
 
 
-def train(cfg):
-    if cfg.preset not in PRESETS:
-        raise DataError(f"unknown preset {cfg.preset!r}: choose one of {', '.join(PRESETS)}")
-    rank, world, device = setup_distributed(cfg.device)
-    set_determinism(cfg)
+def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
+    """The training loop shared by teacher.py and distill.py.
+
+    loss_fn(D, ema, clean, noisy, generator) -> (loss, {name: value}) for one micro-batch of
+    waveforms; validate_fn(ema) -> ({metric: value}, text to print). Adam on the model, EMA of
+    its weights after every update, checkpoint / resume, JSON-lines log, DDP under torchrun.
+    """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    sde = SDE()
     dataset = data.make_dataset(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, cfg.seed)
-    valid_pairs = data.validation_pairs(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 else []
-
-    model = Denoiser(cfg.preset, c_in="edm").to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = 0
     ckpt_path = out / "checkpoint.pt"
     if cfg.resume:
         ckpt = load_checkpoint(ckpt_path, device)
+        if ckpt["kind"] != kind:
+            raise DataError(f"{ckpt_path} is a {ckpt['kind']} checkpoint, not a {kind} one")
         model.load_state_dict(ckpt["raw"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -240,7 +245,7 @@ def train(cfg):
 
     def checkpoint():
         if rank == 0:
-            save_checkpoint(ckpt_path, kind="teacher", config=dataclasses.asdict(cfg), model=model.config(),
+            save_checkpoint(ckpt_path, kind=kind, config=dataclasses.asdict(cfg), model=model.config(),
                             sde=dataclasses.asdict(sde), ema=ema.state_dict(), raw=model.state_dict(),
                             optimizer=opt.state_dict(), step=step, rng={"seed": cfg.seed, "step": step})
 
@@ -249,18 +254,17 @@ def train(cfg):
         p.numel() for p in model.parameters()), config=dataclasses.asdict(cfg))
     loader = make_loader(dataset, cfg, step, rank, world)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
-    bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc="teacher", dynamic_ncols=True)
-    t0, losses = time.time(), []
+    bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc=kind, dynamic_ncols=True)
+    t0, parts = time.time(), []
     while step < cfg.steps:
         generator = step_generator(cfg.seed, step, rank, device)
         for a in range(cfg.grad_accum):
             clean, noisy = (w.to(device, non_blocking=True) for w in next(loader))
-            x, y = wav_to_spec(clean), wav_to_spec(noisy)
             sync = a == cfg.grad_accum - 1 or world == 1  # DDP all-reduces on the last micro-batch only
             with autocast, (contextlib.nullcontext() if sync else D.no_sync()):
-                loss = teacher_loss(D, sde, x, y, generator) / cfg.grad_accum
-                loss.backward()
-            losses.append(loss.item() * cfg.grad_accum)
+                loss, terms = loss_fn(D, ema, clean, noisy, generator)
+                (loss / cfg.grad_accum).backward()
+            parts.append(dict(loss=loss.item(), **terms))
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -269,26 +273,44 @@ def train(cfg):
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
-            loss_mean = float(np.mean(losses))
-            samples = cfg.log_every * cfg.grad_accum * cfg.batch_size * world
-            log.write(event="train", step=step, loss=loss_mean, samples_per_s=samples / (time.time() - t0))
-            bar.set_postfix(loss=f"{loss_mean:.4g}")
-            t0, losses = time.time(), []
+            means = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
+            samples = len(parts) * cfg.batch_size * world
+            log.write(event="train", step=step, **means, samples_per_s=samples / (time.time() - t0))
+            bar.set_postfix(loss=f"{means['loss']:.4g}")
+            t0, parts = time.time(), []
         if step % cfg.save_every == 0 or step == cfg.steps:
             checkpoint()
-        if rank == 0 and valid_pairs and ((cfg.valid_every and step % cfg.valid_every == 0) or step == cfg.steps):
-            metrics = validate(ema, sde, valid_pairs, cfg.valid_steps, cfg.seed)
+        if rank == 0 and cfg.valid_files and ((cfg.valid_every and step % cfg.valid_every == 0) or step == cfg.steps):
+            metrics, text = validate_fn(ema)
             log.write(event="valid", step=step, **metrics)
-            bar.write(f"step {step}: " + "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+            bar.write(f"step {step}:\n{text}")
     bar.close()
+    hashes = [weights_hash(model)]
     if world > 1:  # every rank must end with the same weights
         hashes = [None] * world
         dist.all_gather_object(hashes, weights_hash(model))
-        log.write(event="end", step=step, rank_weight_hashes=hashes)
         dist.destroy_process_group()
-    else:
-        log.write(event="end", step=step, rank_weight_hashes=[weights_hash(model)])
+    log.write(event="end", step=step, rank_weight_hashes=hashes)
     return ema, model
+
+
+def train(cfg):
+    if cfg.preset not in PRESETS:
+        raise DataError(f"unknown preset {cfg.preset!r}: choose one of {', '.join(PRESETS)}")
+    rank, world, device = setup_distributed(cfg.device)
+    set_determinism(cfg)
+    sde = SDE()
+    pairs = data.validation_pairs(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 else []
+
+    def loss_fn(D, ema, clean, noisy, generator):
+        return teacher_loss(D, sde, wav_to_spec(clean), wav_to_spec(noisy), generator), {}
+
+    def validate_fn(ema):
+        metrics = validate(ema, sde, pairs, cfg.valid_steps, cfg.seed)
+        return metrics, "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+
+    model = Denoiser(cfg.preset, c_in="edm").to(device)
+    return fit(cfg, "teacher", model, loss_fn, validate_fn, sde, rank, world, device)
 
 
 def main(argv=None):
