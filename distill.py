@@ -1,0 +1,208 @@
+"""Distil the teacher into a one-step student by robust consistency distillation (METHOD.md 5).
+
+    python distill.py --teacher CKPT                          # ROSE-CD with the published settings
+    python distill.py --teacher CKPT --trajectory deterministic --sisdr-weight 0 --mrstft-weight 0
+                                                              # plain consistency distillation
+    torchrun --nproc_per_node=2 distill.py --teacher CKPT     # DDP, as teacher.py
+
+One training step (rosecd_loss below): draw an adjacent pair t_n > t_{n+1} of the 30-point grid,
+x_{t_n} from the forward marginal, take one Heun step of the teacher's probability-flow ODE to
+t_{n+1}, re-inject fresh diffusion noise there (the randomized trajectory), and pull the student
+at t_n towards the target network at t_{n+1}; plus negative SI-SDR and a multi-resolution STFT
+loss on the student's output waveform. The target network is the EMA of the student.
+
+The training machinery (data, DDP, checkpoint, resume, log) is teacher.py's.
+"""
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import data
+from data import DataError, crop_samples, spec_to_wav, wav_to_spec
+from enhance import enhance_wav
+from evaluate import score
+from model import Denoiser
+from sde import SDE, bcast, heun_step, randn_like, time_grid
+from teacher import TrainConfig, fit, load_checkpoint, parse_config, set_determinism, setup_distributed
+
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+
+
+@dataclass
+class Config(TrainConfig):
+    teacher: str = str(CHECKPOINTS / "teacher-small.pt")  # the teacher checkpoint (teacher.py)
+    out: str = "runs/rosecd"
+    steps: int = 20_000          # METHOD.md gives no length
+    batch_size: int = 14         # published 14 with 2 accumulation steps
+    num_scales: int = 30         # N: grid points t_1 = 1 > ... > t_N = t_eps
+    trajectory: str = "randomized"  # randomized (ROSE-CD) or deterministic (plain consistency distillation)
+    sisdr_weight: float = 5e-5   # weight of the negative SI-SDR loss (published)
+    mrstft_weight: float = 2e-4  # weight of the multi-resolution STFT loss (not published; see README)
+    pesq_weight: float = 0.0     # weight of a differentiable PESQ loss (needs the torch-pesq package)
+    student_c_in: str = "one"    # the student's input scaling: one (published) or edm (as the teacher)
+
+
+# ----------------------------------------------------------------------------- auxiliary losses
+
+def si_sdr_loss(estimate, reference, eps=1e-8):
+    """Negative SI-SDR in dB, averaged over the batch; waveforms [B, N]."""
+    a = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
+    target = a * reference
+    ratio = target.pow(2).sum(-1) / ((target - estimate).pow(2).sum(-1) + eps)
+    return -(10 * torch.log10(ratio + eps)).mean()
+
+
+def mrstft_loss(estimate, reference, fft_sizes=(256, 512, 1024), eps=1e-7):
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1, hop = FFT / 4,
+    averaged over the resolutions."""
+    total = 0.0
+    for n_fft in fft_sizes:
+        window = torch.hann_window(n_fft, device=estimate.device, dtype=estimate.dtype)
+        S_est, S_ref = (torch.stft(w, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+                        for w in (estimate, reference))
+        convergence = torch.linalg.norm(S_ref - S_est, dim=(-2, -1)) / (torch.linalg.norm(S_ref, dim=(-2, -1)) + eps)
+        log_magnitude = (torch.log(S_est + eps) - torch.log(S_ref + eps)).abs().mean(dim=(-2, -1))
+        total = total + (convergence + log_magnitude).mean()
+    return total / len(fft_sizes)
+
+
+def pesq_loss_fn(weight):
+    """A differentiable PESQ loss (torch-pesq), or None when its weight is 0."""
+    if weight == 0:
+        return None
+    try:
+        from torch_pesq import PesqLoss
+    except ImportError:
+        raise DataError("--pesq-weight needs a differentiable PESQ package: pip install torch-pesq")
+    return PesqLoss(1.0, sample_rate=data.SAMPLE_RATE)
+
+
+# ----------------------------------------------------------------------------- the ROSE-CD step
+
+def draw(batch, N, like, generator):
+    """The random draws of one step, in a fixed order: grid index n, z for x_{t_n}, z' for the trajectory."""
+    n = torch.randint(0, N - 1, (batch,), device=like.device, generator=generator)  # pair (t_n, t_{n+1})
+    return n, randn_like(like, generator), randn_like(like, generator)
+
+
+def rosecd_loss(student, target, teacher, sde, x, y, clean, cfg, generator, pesq_loss=None):
+    """The distillation loss of one micro-batch (METHOD.md 5), and its parts for the log.
+
+    x, y: clean and noisy spectrograms [B, 1, 256, T]; clean: the clean waveform [B, samples].
+    """
+    ts = time_grid(sde, cfg.num_scales, x.device)
+    n, z, z_prime = draw(x.shape[0], cfg.num_scales, x, generator)
+    t_n, t_next = ts[n], ts[n + 1]
+    x_tn = sde.mu(x, y, bcast(t_n, x)) + bcast(sde.sigma(t_n), x) * z  # x_{t_n} from the forward marginal
+    with torch.no_grad():
+        x_mean, _ = heun_step(sde, teacher, x_tn, y, t_n, t_next)  # teacher: one Heun step of the PF ODE
+        if cfg.trajectory == "randomized":  # randomized trajectory: re-inject g(t_n) sqrt(|dt|) fresh noise
+            x_next = x_mean + bcast(sde.g(t_n) * (t_n - t_next).sqrt(), x) * z_prime
+        else:
+            x_next = x_mean
+        D_target = target(x_next, y, t_next)
+    D_student = student(x_tn, y, t_n)
+    consistency = (D_student - D_target).abs().pow(2).mean()  # uniform weight over bins and batch
+    loss, parts = consistency, {"consistency": consistency.item()}
+    if cfg.sisdr_weight or cfg.mrstft_weight or pesq_loss is not None:
+        estimate = spec_to_wav(D_student.to(torch.complex64), clean.shape[-1])  # back to a waveform
+        if cfg.sisdr_weight:
+            sisdr = si_sdr_loss(estimate, clean)
+            loss, parts["neg_si_sdr"] = loss + cfg.sisdr_weight * sisdr, sisdr.item()
+        if cfg.mrstft_weight:
+            mrstft = mrstft_loss(estimate, clean)
+            loss, parts["mrstft"] = loss + cfg.mrstft_weight * mrstft, mrstft.item()
+        if pesq_loss is not None:
+            pesq = pesq_loss(clean, estimate).mean()
+            loss, parts["pesq_loss"] = loss + cfg.pesq_weight * pesq, pesq.item()
+    return loss, parts, {"x_tn": x_tn, "x_mean": x_mean, "x_next": x_next, "t_n": t_n, "t_next": t_next}
+
+
+# ----------------------------------------------------------------------------- validation
+
+def results_table(rows):
+    """Markdown table of {name: (steps, metrics)}."""
+    lines = ["| model | steps | PESQ | ESTOI | SI-SDR |", "|---|---|---|---|---|"]
+    for name, (steps, m) in rows.items():
+        lines.append(f"| {name} | {steps} | {m['pesq']:.3f} | {m['estoi']:.3f} | {m['si_sdr']:.2f} |")
+    return "\n".join(lines)
+
+
+def validator(teacher, sde, pairs, cfg):
+    """validate_fn for teacher.fit: the student's one-step output against the teacher's
+    valid_steps-step output on the same held-out files (the teacher's scores are computed once)."""
+    reference = {}
+
+    def validate_fn(ema):
+        device = next(ema.parameters()).device
+        if not reference:
+            reference["noisy"] = ("-", mean_scores([score(c, y) for _, c, y in pairs]))
+            reference["teacher"] = (cfg.valid_steps, mean_scores([
+                score(c, enhance_wav(teacher, sde, y, cfg.valid_steps, seeded(device, cfg.seed + k))[0])
+                for k, (_, c, y) in enumerate(pairs)]))
+        student = mean_scores([score(c, enhance_wav(ema, sde, y, 1, seeded(device, cfg.seed + k))[0])
+                               for k, (_, c, y) in enumerate(pairs)])
+        rows = dict(reference, student=(1, student))
+        metrics = {f"{name}_{k}": v for name, (_, m) in rows.items() for k, v in m.items()}
+        return metrics, results_table(rows)
+    return validate_fn
+
+
+def mean_scores(results):
+    return {key: float(np.nanmean([r[key] for r in results])) for key in results[0]}
+
+
+def seeded(device, seed):
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- training
+
+def load_teacher(path, device):
+    """The frozen teacher (its EMA weights) from a teacher.py checkpoint."""
+    ckpt = load_checkpoint(path, device)
+    if ckpt["kind"] != "teacher":
+        raise DataError(f"{path} is a {ckpt['kind']} checkpoint: --teacher needs one written by teacher.py")
+    teacher = Denoiser(**ckpt["model"]).to(device)
+    teacher.load_state_dict(ckpt["ema"])
+    return teacher.eval().requires_grad_(False), SDE(**ckpt["sde"])
+
+
+def distill(cfg):
+    if cfg.trajectory not in ("randomized", "deterministic"):
+        raise DataError(f"--trajectory must be randomized or deterministic, not {cfg.trajectory!r}")
+    if cfg.student_c_in not in ("one", "edm"):
+        raise DataError(f"--student-c-in must be one or edm, not {cfg.student_c_in!r}")
+    if crop_samples(cfg.num_frames) < 1024:
+        raise DataError("--num-frames must be at least 9 for the 1024-point STFT of the auxiliary loss")
+    pesq_loss = pesq_loss_fn(cfg.pesq_weight)
+    rank, world, device = setup_distributed(cfg.device)
+    set_determinism(cfg)
+    teacher, sde = load_teacher(cfg.teacher, device)
+    pairs = data.validation_pairs(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 else []
+
+    # student and target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)
+    student = Denoiser(teacher.preset, c_in=cfg.student_c_in, sigma_data=teacher.sigma_data, sde=sde).to(device)
+    student.load_state_dict(teacher.state_dict())
+
+    def loss_fn(D, target, clean, noisy, generator):
+        loss, parts, _ = rosecd_loss(D, target, teacher, sde, wav_to_spec(clean), wav_to_spec(noisy), clean, cfg,
+                                     generator, pesq_loss)
+        return loss, parts
+
+    return fit(cfg, "student", student, loss_fn, validator(teacher, sde, pairs, cfg), sde, rank, world, device)
+
+
+def main(argv=None):
+    cfg = parse_config(Config, argv, description=__doc__.split("\n\n")[0])
+    try:
+        distill(cfg)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
