@@ -1,32 +1,310 @@
-"""Enhance noisy speech with a trained teacher or student (METHOD.md section 6).
+"""Enhance noisy speech with a ROSE-CD student or its teacher (METHOD.md section 6).
 
-enhance_wav is the whole pipeline for one waveform: noisy-peak normalisation, compressed
-spectrogram, padding to a multiple of 64 frames, the sampler, and back to a waveform.
+    python enhance.py noisy.wav -o enhanced/                     # the default student checkpoint
+    python enhance.py NOISY_DIR more.flac -o enhanced/           # folders are searched recursively
+    python enhance.py NOISY_DIR -o out/ --checkpoint runs/teacher/checkpoint.pt   # the 30-step teacher
+
+A student (checkpoint kind "student") enhances in one network call: x_T = y + sigma(1) z,
+x_hat = D(x_T, y, 1). A teacher samples with the N-step predictor-corrector (2N calls), or with
+--steps 1 gives its own one-step estimate, a baseline for the student.
+
+enhance_wav is the whole pipeline for one 16 kHz waveform: noisy-peak normalisation (over the
+whole file), then chunk by chunk the compressed spectrogram, padding to a multiple of 64 frames,
+the sampler, and back to a waveform, the chunks cross-faded into one output. enhance_file adds
+reading (any rate, channels averaged), resampling and the safe write; main() only parses options.
 """
-import numpy as np
-import torch
+import argparse
+import math
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
 
-from data import spec_to_wav, wav_to_spec
-from model import crop_spec, pad_spec
-from sde import pc_sample
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from data import AUDIO_EXTS, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, read_audio, resample, spec_to_wav, \
+    wav_to_spec
+from model import Denoiser, crop_spec, pad_spec
+from sde import SDE, pc_sample
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "rosecd-small.pt"
+CHUNK_FRAMES = 512    # STFT frames per chunk: 511 * 128 = 65,408 samples = 4.09 s at 16 kHz
+OVERLAP_FRAMES = 64   # frames neighbouring chunks share, cross-faded: 8,192 samples = 0.51 s
+# Output format by extension. WAV as 32-bit float: the enhanced samples are written exactly, with
+# no 16-bit rounding and no clipping where the estimate goes above full scale (it may: the output
+# is scaled back by the noisy peak), so metrics computed from the files equal those in memory.
+# FLAC stores integers only, hence 24 bit (clipped to full scale); OGG is Vorbis.
+FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
+
+
+# ----------------------------------------------------------------------------- one waveform
+
+def chunk_starts(n, length, overlap):
+    """First samples of the chunks of `length` samples that cover n samples: one every
+    length - overlap samples, the last one moved back to end at n, so every chunk is full length
+    (and the last one overlaps its neighbour by at least `overlap`)."""
+    if n <= length:
+        return [0]
+    hop = length - overlap
+    later = math.ceil((n - length) / hop)  # chunks after the first
+    return [i * hop for i in range(later)] + [n - length]
+
+
+def chunk_weight(starts, i, length, overlap):
+    """Overlap-add weight of chunk i: a raised-cosine fade-in over the last `overlap` samples of
+    chunk i - 1 (zero before them), a fade-out over its own last `overlap` samples. Where two
+    chunks meet, the fade-out sin^2 and the fade-in 1 - sin^2 sum to one."""
+    w = torch.ones(length, dtype=torch.float64)
+    ramp = torch.sin(0.5 * math.pi * (torch.arange(overlap, dtype=torch.float64) + 0.5) / overlap) ** 2
+    if i > 0:
+        a = starts[i - 1] + length - overlap - starts[i]  # where chunk i - 1 starts fading out
+        w[:a] = 0
+        w[a:a + overlap] = ramp
+    if i < len(starts) - 1:
+        w[length - overlap:] = 1 - ramp
+    return w.float()
+
+
+def enhance_chunk(D, sde, y_wav, steps, generator):
+    """Enhanced waveform of one normalised noisy waveform y_wav (1-D, on D's device), and the calls."""
+    n = y_wav.shape[-1]
+    y_wav = F.pad(y_wav, (0, max(0, N_FFT - n)))  # the centred STFT needs more than n_fft / 2 samples
+    y = wav_to_spec(y_wav)[None]  # [1, 1, 256, T]
+    y, num_frames = pad_spec(y)   # T up to a multiple of 64, zero frames
+    if steps == 1:  # x_T = y + sigma(T) z;  x_hat = D(x_T, y, T): one network evaluation
+        t = torch.full((1,), sde.T, device=y.device)
+        x, calls = D(sde.prior_sample(y, generator), y, t), 1
+    else:
+        x, calls = pc_sample(sde, D, y, N=steps, generator=generator)
+    return spec_to_wav(crop_spec(x, num_frames), y_wav.shape[-1])[0, :n], calls
 
 
 @torch.no_grad()
-def enhance_wav(D, sde, noisy, steps=30, generator=None):
+def enhance_wav(D, sde, noisy, steps=30, generator=None, chunk_frames=None, overlap_frames=OVERLAP_FRAMES):
     """Enhanced 16 kHz waveform (numpy) of a noisy 16 kHz waveform, and the network calls made.
 
     steps == 1: one-step estimate x_hat = D(x_T, y, T) with x_T = y + sigma(T) z (the student);
     steps > 1: the predictor-corrector sampler with N = steps (the teacher, 2 calls per step).
+    chunk_frames=None enhances the whole utterance at once (validation, evaluation); otherwise
+    chunks of chunk_frames STFT frames overlapping by overlap_frames are enhanced one by one (one
+    network call each for steps == 1) and cross-faded, so memory stays bounded for long files.
+    Both divide by the peak of the whole waveform (METHOD.md 1) and multiply it back.
     """
     device = next(D.parameters()).device
     peak = float(np.abs(noisy).max())
     scale = peak if peak > 0 else 1.0
-    y = wav_to_spec(torch.from_numpy(noisy / scale).float().to(device))[None]  # [1, 1, 256, T]
-    y, num_frames = pad_spec(y)
-    if steps == 1:
-        t = torch.full((1,), sde.T, device=device)
-        x, calls = D(sde.prior_sample(y, generator), y, t), 1
+    y = torch.from_numpy(noisy / scale).float()  # the whole file stays on the CPU; chunks go to the device
+    n = len(y)
+    if chunk_frames is not None and chunk_frames < 2 * overlap_frames + 1:
+        raise ValueError(f"chunk_frames ({chunk_frames}) must exceed twice overlap_frames ({overlap_frames})")
+    length = n if chunk_frames is None else min(n, crop_samples(chunk_frames))
+    overlap = overlap_frames * HOP
+    starts = chunk_starts(n, length, overlap)
+    if len(starts) == 1:  # the whole waveform is one chunk
+        x, calls = enhance_chunk(D, sde, y.to(device), steps, generator)
+        return x.cpu().numpy() * scale, calls
+    out, calls = torch.zeros(n), 0
+    for i, s in enumerate(starts):
+        x, c = enhance_chunk(D, sde, y[s:s + length].to(device), steps, generator)
+        out[s:s + length] += chunk_weight(starts, i, length, overlap) * x.cpu()  # overlap-add
+        calls += c
+    return out.numpy() * scale, calls
+
+
+# ----------------------------------------------------------------------------- files
+
+def load_model(path, device):
+    """(D, sde, kind) from a checkpoint: Denoiser(**model) with its EMA weights, in eval mode."""
+    import teacher  # here rather than at the top: teacher.py imports enhance_wav from this file
+    ckpt = teacher.load_checkpoint(path, device)
+    kind = ckpt["kind"]
+    if kind not in ("student", "teacher"):
+        raise DataError(f"{path}: a checkpoint of kind {kind!r}; expected a ROSE-CD student or its teacher")
+    try:
+        sde = SDE(**ckpt["sde"])
+        D = Denoiser(**ckpt["model"], sde=sde)
+        D.load_state_dict(ckpt["ema"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: its weights do not fit the model it describes ({reason})")
+    return D.to(device).eval(), sde, kind
+
+
+def write_audio(path, wav, rate):
+    """Write through a temporary file in the same folder and a rename: a failure leaves no file."""
+    fmt, subtype = FORMATS[path.suffix.lower()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        sf.write(str(tmp), wav, rate, format=fmt, subtype=subtype)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)):  # soundfile's LibsndfileError is a RuntimeError
+            raise DataError(f"{path}: cannot write ({str(e).strip() or type(e).__name__})")
+        raise
+
+
+def enhance_file(D, sde, src, dst, steps=1, seed=0, out_rate="input", overwrite=False):
+    """Enhance the file src into dst. Returns (seconds of audio, network calls, [warnings])."""
+    if not src.is_file():
+        raise DataError(f"{src}: no such file")
+    if dst.suffix.lower() not in FORMATS:
+        raise DataError(f"{src}: not a {', '.join(AUDIO_EXTS)} file")
+    if dst.exists() and not overwrite:
+        raise DataError(f"{dst}: exists; pass --overwrite to replace it")
+    noisy, sr = read_audio(src)  # mono (channels averaged), float32, finite
+    wav = resample(noisy, sr)
+    warnings = []
+    if not np.abs(wav).max() > 0:
+        enhanced, calls = np.zeros_like(wav), 0
+        warnings.append(f"{src}: all samples are zero; wrote silence")
     else:
-        x, calls = pc_sample(sde, D, y, N=steps, generator=generator)
-    x = crop_spec(x, num_frames)
-    return spec_to_wav(x, len(noisy))[0].cpu().numpy() * scale, calls
+        device = next(D.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(seed)  # per file: output = f(file, seed)
+        enhanced, calls = enhance_wav(D, sde, wav, steps, generator, chunk_frames=CHUNK_FRAMES)
+        if not np.isfinite(enhanced).all():
+            raise DataError(f"{src}: the network's output is not finite; is the checkpoint broken?")
+    if out_rate == "input":
+        rate = sr
+        enhanced = resample(enhanced, SAMPLE_RATE, sr)[:len(noisy)]
+        enhanced = np.pad(enhanced, (0, len(noisy) - len(enhanced)))  # exactly the input's length
+    else:
+        rate = SAMPLE_RATE
+    if FORMATS[dst.suffix.lower()][1] != "FLOAT" and np.abs(enhanced).max() > 1:
+        warnings.append(f"{dst}: {int((np.abs(enhanced) > 1).sum())} samples above full scale were clipped")
+        enhanced = np.clip(enhanced, -1, 1)
+    write_audio(dst, enhanced, rate)
+    return len(noisy) / sr, calls, warnings
+
+
+def plan_jobs(inputs, outdir):
+    """[(src, dst), ...] for files and folders (searched recursively), and [error, ...] for inputs
+    that hold no audio. Raises DataError where an output would land in or on an input."""
+    outdir_r = outdir.resolve()
+    jobs, errors = [], []
+    for name in inputs:
+        p = Path(name)
+        if p.is_dir():
+            root = p.resolve()
+            if outdir_r == root or root in outdir_r.parents:
+                raise DataError(f"{outdir}: the output folder is the input folder {p} or inside it; choose another -o")
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+            if not files:
+                errors.append(f"{p}: no audio files ({', '.join(AUDIO_EXTS)}) in this folder")
+            jobs += [(f, outdir / f.relative_to(p)) for f in files]
+        else:  # a file, or a missing one: that fails when read, as one of the files
+            jobs.append((p, outdir / p.name))
+    jobs = list(dict.fromkeys(jobs))  # the same file named twice is enhanced once
+    sources = {src.resolve(): src for src, _ in jobs}
+    seen = {}
+    for src, dst in jobs:
+        d = dst.resolve()
+        if d in sources:
+            raise DataError(f"{dst}: would overwrite the input {sources[d]}; choose another -o")
+        if d in seen:
+            raise DataError(f"{seen[d]} and {src}: both would be written to {dst}; enhance them separately")
+        seen[d] = src
+    return jobs, errors
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise DataError(f"--device {name}: expected auto, cpu, cuda or cuda:K")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DataError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto", overwrite=False,
+                  out_rate="input"):
+    """The command line's work: every input file, or every audio file under an input folder, into
+    the folder `out`. A file that fails gets an 'error:' line and no output, and the rest go on.
+    Returns the exit status: 1 when any input failed, else 0."""
+    if steps is not None and steps < 1:
+        raise DataError(f"--steps {steps}: must be at least 1")
+    jobs, errors = plan_jobs(inputs, Path(out))
+    device = pick_device(device)
+    checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    if not checkpoint.is_file():
+        raise DataError(f"{checkpoint}: no such checkpoint; train one with distill.py or pass --checkpoint")
+    D, sde, kind = load_model(checkpoint, device)
+    steps = steps or (1 if kind == "student" else 30)
+    if kind == "student" and steps > 1:
+        raise DataError(f"--steps {steps}: a ROSE-CD student enhances in one step ({checkpoint} is a student); "
+                        "pass a teacher checkpoint for multi-step sampling")
+
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    seconds, calls, done = 0.0, 0, 0
+    t0 = time.time()
+    for src, dst in tqdm(jobs, desc=f"enhance ({kind}, {steps} step{'s' * (steps > 1)})", unit="file",
+                         dynamic_ncols=True):
+        try:
+            s, c, warnings = enhance_file(D, sde, src, dst, steps, seed, out_rate, overwrite)
+        except DataError as e:
+            tqdm.write(f"error: {e}", file=sys.stderr)
+            continue
+        for w in warnings:
+            tqdm.write(f"warning: {w}", file=sys.stderr)
+        seconds, calls, done = seconds + s, calls + c, done + 1
+    elapsed = time.time() - t0
+    rtf = f"{elapsed / seconds:.3f}" if seconds > 0 else "n/a"
+    print(f"{done} file(s), {seconds:.1f} s of audio in {elapsed:.1f} s: RTF {rtf} (processing time / audio "
+          f"duration), {calls} network calls, on {device}")
+    failed = len(jobs) - done + len(errors)
+    if failed:
+        print(f"{failed} of {len(jobs) + len(errors)} input(s) failed (see the error lines above)"
+              + ("; the others were enhanced" if done else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+        epilog=textwrap.fill(
+        f"Every input is averaged to mono, resampled to 16 kHz and enhanced in chunks of {CHUNK_FRAMES} STFT "
+        f"frames ({crop_samples(CHUNK_FRAMES) / SAMPLE_RATE:.2f} s) that overlap by {OVERLAP_FRAMES} frames "
+        f"({OVERLAP_FRAMES * HOP / SAMPLE_RATE:.2f} s, raised-cosine cross-fade); the output is one mono file of "
+        "the input's length and format (.wav as 32-bit float, .flac as 24 bit). A file that fails is reported "
+        "on an 'error:' line and skipped, the others are still enhanced, and the exit status is then 1."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help=f"noisy audio files or folders (searched recursively for {', '.join(AUDIO_EXTS)})")
+    parser.add_argument("-o", "--out", required=True, metavar="OUTDIR",
+                        help="output folder; mirrors each input folder's layout, and may not lie inside one")
+    parser.add_argument("--checkpoint", metavar="CKPT", default=None,
+                        help="student or teacher checkpoint (default: checkpoints/rosecd-small.pt beside enhance.py)")
+    parser.add_argument("--steps", metavar="N", type=int, default=None,
+                        help="sampling steps (default: 1 for a student, its only choice; 30 for a teacher's "
+                        "predictor-corrector, where 1 gives the teacher's one-step estimate)")
+    parser.add_argument("--seed", metavar="S", type=int, default=0,
+                        help="seed of the noise z in x_T = y + sigma(1) z, set afresh for every file: the same seed "
+                        "gives bit-identical outputs (default: 0)")
+    parser.add_argument("--device", metavar="D", default="auto", help="auto, cpu, cuda or cuda:K (default: auto)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: off)")
+    parser.add_argument("--out-rate", choices=("input", "16000"), default="input",
+                        help="sample rate of the outputs: the input's, or the model's 16 kHz (default: input)")
+    args = parser.parse_args(argv)
+    try:
+        status = enhance_files(**vars(args))
+    except DataError as e:
+        sys.exit(f"error: {e}")
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
