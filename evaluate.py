@@ -1,27 +1,89 @@
-"""The paper's metrics (METHOD.md section 7): PESQ wide-band, ESTOI, SI-SDR.
+"""The paper's metrics, folder scoring, spectrogram pictures and a speed benchmark (METHOD.md section 7).
 
-All functions take 16 kHz float numpy arrays of equal length: the reference first.
+    python evaluate.py --clean CLEAN --enhanced ENHANCED --noisy NOISY   # per-file CSV, JSON and markdown summary
+    python evaluate.py --enhanced ENHANCED --dnsmos                       # no reference: DNSMOS (needs speechmos)
+    python evaluate.py --clean C --enhanced E --noisy N --plot p287_001   # and a PNG spectrogram (needs matplotlib)
+    python evaluate.py --benchmark --preset small --device cuda           # teacher (30-step PC) vs student speed
+
+The metric functions take 16 kHz float numpy arrays of equal length, the reference first.
+Folders are matched by relative path without extension (clean/a/b.wav goes with enhanced/a/b.flac).
 """
+import argparse
+import csv
+import importlib
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from data import SAMPLE_RATE
+from data import AUDIO_EXTS, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, load_audio, read_audio, resample, wav_to_spec
+from model import PRESETS, Denoiser, pad_spec
+from sde import SDE
 
+EPS = 1e-12
+MAX_LENGTH_DIFF = 16  # samples at 16 kHz (1 ms): longer differences are a mismatch, shorter ones are trimmed
+RESULT_FILES = ("scores.csv", "scores.json", "scores.md")
+
+
+# ----------------------------------------------------------------------------- metrics
 
 def si_sdr(reference, estimate):
     """Scale-invariant SDR in dB: 10 log10 |a s|^2 / |a s - s_hat|^2 with a = <s_hat, s> / |s|^2."""
     reference, estimate = np.asarray(reference, np.float64), np.asarray(estimate, np.float64)
-    a = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
+    a = np.dot(estimate, reference) / (np.dot(reference, reference) + EPS)
     target = a * reference
-    return 10 * np.log10((np.sum(target ** 2) + 1e-12) / (np.sum((target - estimate) ** 2) + 1e-12))
+    return 10 * np.log10((np.sum(target ** 2) + EPS) / (np.sum((target - estimate) ** 2) + EPS))
+
+
+def si_sir_sar(reference, estimate, noise, method="sgmse"):
+    """(SI-SIR, SI-SAR) in dB of an estimate s_hat of the speech s in the mixture s + n.
+
+    Both methods split s_hat = e_target + e_interf + e_artif around the SI-SDR target
+    e_target = <s_hat, s> / |s|^2 s and report
+      SI-SIR = 10 log10 |e_target|^2 / |e_interf|^2,   SI-SAR = 10 log10 |e_target|^2 / |e_artif|^2.
+    "sgmse" (SGMSE+'s energy_ratios, the usual evaluation of this model family, so presumably that of
+      the published table): the noise part is the projection on n alone,
+      e_interf = <s_hat, n> / |n|^2 n,  e_artif = s_hat - e_target - e_interf.
+    "projection" (Le Roux et al. 2019, "SDR - half-baked or well done?"): P = least-squares projection
+      of s_hat on span{s, n}, e_interf = P - e_target, e_artif = s_hat - P. The three parts are then
+      orthogonal, so 10^(-SI-SDR/10) = 10^(-SI-SIR/10) + 10^(-SI-SAR/10).
+    The two agree when <s, n> = 0. Real speech and noise correlate slightly (|<s, n>| / |s||n| ~ 0.01),
+    which is enough to move either ratio by several dB once it is above ~25 dB (by tenths below ~15 dB).
+    """
+    s, n, s_hat = (np.asarray(v, np.float64) for v in (reference, noise, estimate))
+    e_target = np.dot(s_hat, s) / (np.dot(s, s) + EPS) * s
+    if method == "sgmse":
+        e_interf = np.dot(s_hat, n) / (np.dot(n, n) + EPS) * n
+        e_artif = s_hat - e_target - e_interf
+    elif method == "projection":
+        basis = np.stack([s, n], axis=1)
+        P = basis @ np.linalg.lstsq(basis, s_hat, rcond=None)[0]  # least-squares fit c_s s + c_n n
+        e_interf, e_artif = P - e_target, s_hat - P
+    else:
+        raise ValueError(f"unknown SI-SIR/SI-SAR method {method!r} (sgmse or projection)")
+    target = np.sum(e_target ** 2) + EPS
+    return 10 * np.log10(target / (np.sum(e_interf ** 2) + EPS)), 10 * np.log10(target / (np.sum(e_artif ** 2) + EPS))
+
+
+def pesq_mos(reference, estimate, mode="wb"):
+    """PESQ at 16 kHz, wide-band "wb" (ITU-T P.862.2, the paper's) or narrow-band "nb" (P.862);
+    NaN where PESQ cannot score (silence, too short)."""
+    from pesq import pesq
+    try:
+        return float(pesq(SAMPLE_RATE, reference, estimate, mode))
+    except Exception:  # the pesq package raises NoUtterancesError / BufferTooShortError
+        return float("nan")
 
 
 def pesq_wb(reference, estimate):
     """PESQ wide-band (ITU-T P.862.2) at 16 kHz; NaN where PESQ cannot score (silence, too short)."""
-    from pesq import pesq
-    try:
-        return float(pesq(SAMPLE_RATE, reference, estimate, "wb"))
-    except Exception:  # the pesq package raises NoUtterancesError / BufferTooShortError
-        return float("nan")
+    return pesq_mos(reference, estimate, "wb")
 
 
 def estoi(reference, estimate):
@@ -30,7 +92,400 @@ def estoi(reference, estimate):
     return float(stoi(reference, estimate, SAMPLE_RATE, extended=True))
 
 
-def score(reference, estimate):
-    """{'pesq', 'estoi', 'si_sdr'} of one estimate."""
-    return {"pesq": pesq_wb(reference, estimate), "estoi": estoi(reference, estimate),
-            "si_sdr": float(si_sdr(reference, estimate))}
+def score(reference, estimate, noise=None, pesq_mode="wb", sir_sar="sgmse"):
+    """{'pesq', 'estoi', 'si_sdr'} of one estimate ('pesq_nb' for narrow-band PESQ), and
+    'si_sir', 'si_sar' (by the method sir_sar) when the noise (noisy - clean) is given."""
+    out = {"pesq" if pesq_mode == "wb" else "pesq_nb": pesq_mos(reference, estimate, pesq_mode),
+           "estoi": estoi(reference, estimate), "si_sdr": float(si_sdr(reference, estimate))}
+    if noise is not None:
+        out["si_sir"], out["si_sar"] = (float(v) for v in si_sir_sar(reference, estimate, noise, sir_sar))
+    return out
+
+
+def composite(reference, estimate):
+    """CSIG, CBAK, COVL (Hu and Loizou 2008 composite measures, 1 to 5) from pysepm-evo."""
+    import pysepm
+    csig, cbak, covl = pysepm.composite(reference, estimate, SAMPLE_RATE)
+    return {"csig": float(csig), "cbak": float(cbak), "covl": float(covl)}
+
+
+def dnsmos(estimate):
+    """DNSMOS P.835 SIG, BAK, OVRL (1 to 5) of a recording, no reference needed (speechmos)."""
+    from speechmos import dnsmos as model
+    r = model.run(np.asarray(estimate, np.float32), sr=SAMPLE_RATE)
+    return {"dnsmos_sig": float(r["sig_mos"]), "dnsmos_bak": float(r["bak_mos"]), "dnsmos_ovrl": float(r["ovrl_mos"])}
+
+
+def require(module, package, option):
+    """Stop before any work, with the install line, when an optional package is missing."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise DataError(f"{option} needs the optional package {package}, which is not installed "
+                        f"(pip install {package})") from None
+
+
+# ----------------------------------------------------------------------------- folders
+
+def audio_files(folder):
+    """{relative path without extension: path} of the audio files in folder and below."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTS)
+    return {p.relative_to(folder).with_suffix("").as_posix(): p for p in files}
+
+
+def match_files(enhanced, clean=None, noisy=None):
+    """([(name, {role: path}), ...] for enhanced files with every counterpart, [{file, reason}, ...]
+    for those without one and for clean files that were never enhanced)."""
+    folders = {"enhanced": enhanced, "clean": clean, "noisy": noisy}
+    found = {role: audio_files(folder) for role, folder in folders.items() if folder}
+    if not found["enhanced"]:
+        raise DataError(f"{enhanced}: no audio files ({', '.join(AUDIO_EXTS)}) in this folder or below")
+    jobs, skipped = [], []
+    for name in found["enhanced"]:
+        missing = [role for role in found if name not in found[role]]
+        if missing:
+            skipped.append({"file": name, "reason": " and ".join(f"no {r} file in {folders[r]}" for r in missing)})
+        else:
+            jobs.append((name, {role: found[role][name] for role in found}))
+    for name in sorted(found.get("clean", {}).keys() - found["enhanced"].keys()):
+        skipped.append({"file": name, "reason": f"no enhanced file in {enhanced}"})
+    return jobs, skipped
+
+
+def load_matched(paths, max_length_diff=MAX_LENGTH_DIFF):
+    """{role: 16 kHz waveform} of one name, all of one length; DataError if they do not match:
+    an unreadable file, different sample rates in the files, or lengths (at 16 kHz) that differ by
+    more than max_length_diff samples. Smaller differences are trimmed to the shortest."""
+    wavs, rates = {}, {}
+    for role, path in paths.items():
+        wav, rates[role] = read_audio(path)
+        wavs[role] = resample(wav, rates[role])
+    if len(set(rates.values())) > 1:
+        raise DataError("sample rates differ (" + ", ".join(f"{r} {sr} Hz" for r, sr in rates.items()) + ")")
+    lengths = {role: len(w) for role, w in wavs.items()}
+    if max(lengths.values()) - min(lengths.values()) > max_length_diff:
+        raise DataError(f"lengths differ by more than {max_length_diff} samples ("
+                        + ", ".join(f"{r} {n}" for r, n in lengths.items()) + " samples at 16 kHz)")
+    n = min(lengths.values())
+    return {role: w[:n] for role, w in wavs.items()}
+
+
+def check_request(clean, noisy, use_dnsmos):
+    if not clean and not use_dnsmos:
+        raise DataError("--clean is required (without a clean reference only --dnsmos can score)")
+    if noisy and not clean:
+        raise DataError("--noisy needs --clean (the noise is noisy - clean)")
+
+
+def score_folders(enhanced, clean=None, noisy=None, pesq_mode="wb", sir_sar="sgmse", use_composite=False,
+                  use_dnsmos=False, max_length_diff=MAX_LENGTH_DIFF):
+    """(rows, skipped): one row {file, metric: value, ...} per scored enhanced file, and one
+    {file, reason} per file that could not be scored; each skip is printed as it is found."""
+    check_request(clean, noisy, use_dnsmos)
+    jobs, skipped = match_files(enhanced, clean, noisy)
+    for s in skipped:
+        print(f"skipped {s['file']}: {s['reason']}", file=sys.stderr)
+    rows = []
+    for name, paths in tqdm(jobs, desc="scoring", unit="file", dynamic_ncols=True, disable=None):
+        try:
+            wav = load_matched(paths, max_length_diff)
+        except DataError as e:
+            skipped.append({"file": name, "reason": str(e)})
+            tqdm.write(f"skipped {name}: {e}", file=sys.stderr)
+            continue
+        row = {"file": name}
+        if clean:
+            noise = wav["noisy"] - wav["clean"] if noisy else None  # n = noisy - clean
+            row.update(score(wav["clean"], wav["enhanced"], noise, pesq_mode, sir_sar))
+            if use_composite:
+                row.update(composite(wav["clean"], wav["enhanced"]))
+        if use_dnsmos:
+            row.update(dnsmos(wav["enhanced"]))
+        rows.append(row)
+    if not rows:
+        raise DataError(f"nothing could be scored: all {len(skipped)} files were skipped (listed above)")
+    return rows, skipped
+
+
+def summarise(rows):
+    """{metric: {mean, std, n}} over the files where the metric is finite (PESQ may be NaN);
+    std is the population standard deviation (numpy's default, ddof = 0)."""
+    summary = {}
+    for key in rows[0]:
+        if key != "file":
+            v = np.array([r[key] for r in rows], np.float64)
+            v = v[np.isfinite(v)]
+            summary[key] = {"mean": float(v.mean()) if v.size else float("nan"),
+                            "std": float(v.std()) if v.size else float("nan"), "n": int(v.size)}
+    return summary
+
+
+def markdown_table(summary):
+    lines = ["| metric | mean | std | files |", "|---|---|---|---|"]
+    lines += [f"| {k} | {s['mean']:.3f} | {s['std']:.3f} | {s['n']} |" for k, s in summary.items()]
+    return "\n".join(lines) + "\n"
+
+
+def check_writable(paths, overwrite):
+    """Refuse to replace earlier results unless asked to (checked before any work)."""
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise DataError(f"{existing[0]} exists: pass --overwrite to replace it, or choose another --out")
+
+
+def write_atomic(path, text):
+    """Write through a temporary file and a rename: a crash never leaves half a result file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_results(out, rows, summary, skipped, meta):
+    """out/scores.csv (one row per file, full precision), scores.json (summary, skipped files and
+    the options) and scores.md (the summary table)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    out = Path(out)
+    write_atomic(out / "scores.csv", buf.getvalue())
+    write_atomic(out / "scores.json", json.dumps({**meta, "files": len(rows), "metrics": summary,
+                                                  "skipped": skipped}, indent=2) + "\n")
+    write_atomic(out / "scores.md", markdown_table(summary))
+
+
+# ----------------------------------------------------------------------------- pictures
+
+def plot_spectrograms(paths, png):
+    """One PNG of the log-magnitude spectrograms of paths {role: file} (noisy, enhanced, clean,
+    left to right), STFT 510/128 as the model sees it, one colour scale: 80 dB below the loudest bin."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    roles = [r for r in ("noisy", "enhanced", "clean") if r in paths]
+    window = torch.hann_window(N_FFT, periodic=True)
+    specs = {}
+    for r in roles:
+        X = torch.stft(torch.from_numpy(load_audio(paths[r])), N_FFT, HOP, window=window, return_complex=True)
+        specs[r] = 20 * np.log10(X.abs().numpy() + 1e-8)  # dB
+    vmax = max(s.max() for s in specs.values())
+    fig, axes = plt.subplots(1, len(roles), figsize=(4 * len(roles) + 1, 4), sharey=True, squeeze=False,
+                             layout="constrained")
+    for ax, r in zip(axes[0], roles):
+        seconds = specs[r].shape[1] * HOP / SAMPLE_RATE
+        im = ax.imshow(specs[r], origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
+                       extent=(0, seconds, 0, SAMPLE_RATE / 2000))
+        ax.set_title(f"{r}: {Path(paths[r]).name}")
+        ax.set_xlabel("time [s]")
+    axes[0][0].set_ylabel("frequency [kHz]")
+    fig.colorbar(im, ax=list(axes[0]), label="dB")
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png.with_name(png.name + ".tmp"), format="png", dpi=100)
+    os.replace(png.with_name(png.name + ".tmp"), png)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- speed
+
+def load_denoiser(checkpoint, preset, c_in, device):
+    """(network, description): a checkpoint's EMA weights, or a fresh network of the preset
+    (speed does not depend on the weights)."""
+    if not checkpoint:
+        return Denoiser(preset, c_in).to(device).eval(), f"{preset}, random weights"
+    from teacher import load_checkpoint  # here: teacher.py imports this file
+    ckpt = load_checkpoint(checkpoint, device)
+    D = Denoiser(**ckpt["model"], sde=SDE(**ckpt.get("sde", {})))
+    D.load_state_dict(ckpt["ema"])
+    return D.to(device).eval(), f"{ckpt['model']['preset']}, {checkpoint}"
+
+
+@torch.no_grad()
+def flops_per_call(D, num_samples):
+    """FLOPs of one network call on the padded spectrogram of num_samples samples, counted by
+    torch.utils.flop_counter (2 per multiply-add of convolutions, matmuls and attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    device = next(D.parameters()).device
+    y, _ = pad_spec(wav_to_spec(torch.randn(num_samples, device=device))[None])
+    with FlopCounterMode(display=False) as counter:
+        D(y, y, torch.full((1,), D.sde.T, device=device))
+    return counter.get_total_flops()
+
+
+def time_enhance(models, noisy, repeats=5, warmup=1, seed=0):
+    """{role: (median seconds, network calls, all timed seconds)} of enhance_wav (the whole pipeline:
+    STFT, sampler, inverse STFT) on noisy, for models {role: (D, steps)} on one device.
+
+    The models take turns, run by run, so that a change in the machine's load affects them alike.
+    Each timed run follows `warmup` untimed one-call enhancements by the same network: the first
+    ones build the kernels and memory pools for this input shape, the later ones bring its weights
+    back into the caches after the other model ran (as when one model enhances file after file).
+    On a GPU the clock is read after torch.cuda.synchronize().
+    """
+    from enhance import enhance_wav  # here: enhance.py may grow imports of its own
+    device = next(next(iter(models.values()))[0].parameters()).device
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    times, calls = {role: [] for role in models}, {}
+    for _ in range(repeats):
+        for role, (D, steps) in models.items():
+            for _ in range(warmup):
+                enhance_wav(D, D.sde, noisy, 1, torch.Generator(device=device).manual_seed(seed))
+            generator = torch.Generator(device=device).manual_seed(seed)
+            sync()
+            t0 = time.perf_counter()
+            _, calls[role] = enhance_wav(D, D.sde, noisy, steps, generator)
+            sync()
+            times[role].append(time.perf_counter() - t0)
+    return {role: (float(np.median(times[role])), calls[role], times[role]) for role in models}
+
+
+def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", device="auto", steps=30,
+              repeats=5, warmup=1, seconds=4.0, input_path="", seed=0, threads=0):
+    """Teacher (PC, N = steps, 2N calls) and student (one call) on the same input and device:
+    median time, real-time factor RTF = time / audio duration, speedup, FLOPs.
+    threads > 0 sets torch's CPU threads for the run (one thread is steadier on a busy machine)."""
+    default_threads = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"--device {device}: this machine has no CUDA device")
+    input_path = input_path or str(DEMO / "vbdmd" / "noisy" / "p287_003.wav")
+    noisy = load_audio(input_path)
+    if seconds > 0:
+        noisy = np.resize(noisy, int(seconds * SAMPLE_RATE))  # crop, or repeat the file, to `seconds`
+    duration = len(noisy) / SAMPLE_RATE
+    (teacher, teacher_what), (student, student_what) = (load_denoiser(checkpoint_teacher, preset, "edm", device),
+                                                        load_denoiser(checkpoint_student, preset, "one", device))
+    timed = time_enhance({"teacher": (teacher, steps), "student": (student, 1)}, noisy, repeats, warmup, seed)
+    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "input": input_path,
+              "seconds": duration, "repeats": repeats, "warmup": warmup}
+    for role, D, what in (("teacher", teacher, teacher_what), ("student", student, student_what)):
+        median, calls, times = timed[role]
+        flops = flops_per_call(D, len(noisy))
+        result[role] = {"model": what, "steps": steps if role == "teacher" else 1, "calls": calls, "time_s": median,
+                        "times_s": times, "rtf": median / duration, "gflop_per_call": flops / 1e9,
+                        "gflop_per_audio_second": flops * calls / duration / 1e9}
+    result["speedup"] = result["teacher"]["time_s"] / result["student"]["time_s"]
+    result["call_ratio"] = result["teacher"]["calls"] / result["student"]["calls"]
+    torch.set_num_threads(default_threads)
+    return result
+
+
+def benchmark_table(r):
+    lines = [f"speed on {r['device']} ({r['threads']} threads), {r['seconds']:.2f} s of audio, "
+             f"median of {r['repeats']} runs, each after {r['warmup']} untimed one-call warm-up",
+             f"{'':8s} {'model':34s} {'steps':>5s} {'calls':>5s} {'GFLOP/call':>10s} {'GFLOP/s audio':>13s}"
+             f" {'time [s]':>9s} {'RTF':>8s}"]
+    for role in ("teacher", "student"):
+        m = r[role]
+        lines.append(f"{role:8s} {m['model'][:34]:34s} {m['steps']:5d} {m['calls']:5d} {m['gflop_per_call']:10.2f}"
+                     f" {m['gflop_per_audio_second']:13.1f} {m['time_s']:9.4f} {m['rtf']:8.4f}")
+    lines.append(f"speedup (teacher time / student time): {r['speedup']:.1f}"
+                 f"  (ratio of network calls: {r['call_ratio']:.0f})")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- command line
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("scoring")
+    g.add_argument("--clean", default="", metavar="DIR", help="folder of clean references")
+    g.add_argument("--enhanced", default="", metavar="DIR", help="folder of enhanced files to score (subfolders too)")
+    g.add_argument("--noisy", default="", metavar="DIR",
+                   help="folder of noisy inputs: adds SI-SIR and SI-SAR (noise = noisy - clean)")
+    g.add_argument("--out", default="", metavar="DIR", help="results folder (scores.csv, scores.json, scores.md, PNGs; "
+                   "benchmark.json); empty: the --enhanced folder, or no file for --benchmark")
+    g.add_argument("--overwrite", action="store_true", help="replace earlier result files in --out")
+    g.add_argument("--pesq-mode", default="wb", choices=("wb", "nb"),
+                   help="PESQ wide-band or narrow-band (column pesq_nb)")
+    g.add_argument("--sir-sar", default="sgmse", choices=("sgmse", "projection"),
+                   help="SI-SIR/SI-SAR decomposition: SGMSE+'s energy_ratios or the joint least-squares projection")
+    g.add_argument("--composite", action="store_true", help="add CSIG/CBAK/COVL (needs pysepm-evo)")
+    g.add_argument("--dnsmos", action="store_true",
+                   help="add DNSMOS SIG/BAK/OVRL (needs speechmos); works without --clean")
+    g.add_argument("--max-length-diff", type=int, default=MAX_LENGTH_DIFF, metavar="N",
+                   help="samples at 16 kHz by which matched files may differ (trimmed to the shorter)")
+    g.add_argument("--plot", nargs="+", default=[], metavar="NAME",
+                   help="files (relative path, extension optional) to draw as OUT/NAME.png (needs matplotlib)")
+    g = p.add_argument_group("speed benchmark")
+    g.add_argument("--benchmark", action="store_true", help="time the teacher and the student instead of scoring")
+    g.add_argument("--preset", default="reference", choices=sorted(PRESETS), help="network size without checkpoints")
+    g.add_argument("--checkpoint-teacher", default="", metavar="CKPT",
+                   help="teacher checkpoint; empty: random weights of --preset")
+    g.add_argument("--checkpoint-student", default="", metavar="CKPT",
+                   help="student checkpoint; empty: random weights of --preset")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    g.add_argument("--steps", type=int, default=30, help="teacher sampler steps N (2N network calls)")
+    g.add_argument("--repeats", type=int, default=5, help="timed runs of each model (the median is reported)")
+    g.add_argument("--warmup", type=int, default=1, help="untimed one-call enhancements before each timed run")
+    g.add_argument("--seconds", type=float, default=4.0, help="audio length: --input cropped or repeated (0: as is)")
+    g.add_argument("--input", default="", metavar="FILE",
+                   help="noisy file to enhance; empty: demo/vbdmd/noisy/p287_003.wav")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the samplers' noise")
+    return p.parse_args(argv)
+
+
+def run_benchmark(a):
+    json_path = Path(a.out) / "benchmark.json" if a.out else None
+    if json_path:
+        check_writable([json_path], a.overwrite)
+    r = benchmark(a.preset, a.checkpoint_teacher, a.checkpoint_student, a.device, a.steps, a.repeats, a.warmup,
+                  a.seconds, a.input, a.seed, a.threads)
+    print(benchmark_table(r), end="")
+    if json_path:
+        write_atomic(json_path, json.dumps(r, indent=2) + "\n")
+    return r
+
+
+def run_scoring(a):
+    if not a.enhanced:
+        raise DataError("--enhanced is required (or --benchmark)")
+    out = Path(a.out or a.enhanced)
+    check_request(a.clean, a.noisy, a.dnsmos)
+    if a.composite:
+        require("pysepm", "pysepm-evo", "--composite")
+    if a.dnsmos:
+        require("speechmos", "speechmos", "--dnsmos")
+    if a.plot:
+        require("matplotlib", "matplotlib", "--plot")
+    found = {role: audio_files(folder) for role, folder in
+             (("enhanced", a.enhanced), ("clean", a.clean), ("noisy", a.noisy)) if folder}
+    names = [str(Path(n).with_suffix("")) if Path(n).suffix.lower() in AUDIO_EXTS else n for n in a.plot]
+    for n in names:
+        if n not in found["enhanced"]:
+            raise DataError(f"--plot {n}: no such file in {a.enhanced}")
+    check_writable([out / f for f in RESULT_FILES] + [out / f"{n}.png" for n in names], a.overwrite)
+
+    rows, skipped = score_folders(a.enhanced, a.clean, a.noisy, a.pesq_mode, a.sir_sar, a.composite, a.dnsmos,
+                                  a.max_length_diff)
+    summary = summarise(rows)
+    meta = {"clean": a.clean, "enhanced": a.enhanced, "noisy": a.noisy, "pesq_mode": a.pesq_mode,
+            "sir_sar": a.sir_sar if a.noisy else None}
+    write_results(out, rows, summary, skipped, meta)
+    for n in names:
+        plot_spectrograms({role: files[n] for role, files in found.items() if n in files}, out / f"{n}.png")
+    print(markdown_table(summary), end="")
+    print(f"{len(rows)} files scored, {len(skipped)} skipped; results in {out}/")
+    return rows, summary, skipped
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    try:
+        return run_benchmark(a) if a.benchmark else run_scoring(a)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
