@@ -23,8 +23,8 @@ import torch
 from tqdm import tqdm
 
 from data import AUDIO_EXTS, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, load_audio, read_audio, resample, wav_to_spec
+from enhance import enhance_wav, load_model
 from model import PRESETS, Denoiser, pad_spec
-from sde import SDE
 
 EPS = 1e-12
 MAX_LENGTH_DIFF = 16  # samples at 16 kHz (1 ms): longer differences are a mismatch, shorter ones are trimmed
@@ -298,11 +298,8 @@ def load_denoiser(checkpoint, preset, c_in, device):
     (speed does not depend on the weights)."""
     if not checkpoint:
         return Denoiser(preset, c_in).to(device).eval(), f"{preset}, random weights"
-    from teacher import load_checkpoint  # here: teacher.py imports this file
-    ckpt = load_checkpoint(checkpoint, device)
-    D = Denoiser(**ckpt["model"], sde=SDE(**ckpt.get("sde", {})))
-    D.load_state_dict(ckpt["ema"])
-    return D.to(device).eval(), f"{ckpt['model']['preset']}, {checkpoint}"
+    D, _, kind = load_model(checkpoint, device)  # a teacher or a student checkpoint, checked
+    return D, f"{D.preset} {kind}, {checkpoint}"
 
 
 @torch.no_grad()
@@ -327,7 +324,6 @@ def time_enhance(models, noisy, repeats=5, warmup=1, seed=0):
     back into the caches after the other model ran (as when one model enhances file after file).
     On a GPU the clock is read after torch.cuda.synchronize().
     """
-    from enhance import enhance_wav  # here: enhance.py may grow imports of its own
     device = next(next(iter(models.values()))[0].parameters()).device
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     times, calls = {role: [] for role in models}, {}

@@ -285,6 +285,22 @@ def test_benchmark_speedup_is_close_to_the_ratio_of_network_calls(tmp_path, caps
     assert json.loads((tmp_path / "benchmark.json").read_text())["speedup"] == r["speedup"]
 
 
+def test_benchmark_loads_checkpoints_and_refuses_foreign_files(tmp_path):
+    import dataclasses
+    from model import Denoiser
+    from sde import SDE
+    from teacher import save_checkpoint
+    D = Denoiser("tiny", "one")
+    save_checkpoint(tmp_path / "student.pt", kind="student", model=D.config(), sde=dataclasses.asdict(SDE()),
+                    ema=D.state_dict())
+    r = evaluate.benchmark("small", checkpoint_student=str(tmp_path / "student.pt"), device="cpu", steps=1,
+                           repeats=1, seconds=0.1, threads=1)
+    assert r["student"]["model"].startswith("tiny student") and r["teacher"]["model"] == "small, random weights"
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    message = run_main("--benchmark", "--checkpoint-teacher", tmp_path / "junk.pt", "--device", "cpu")
+    assert message.startswith("error:") and "not a readable checkpoint" in message
+
+
 def test_benchmark_on_a_missing_gpu_fails_clearly():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
