@@ -22,11 +22,10 @@ import torch
 
 import data
 from data import DataError, crop_samples, spec_to_wav, wav_to_spec
-from enhance import enhance_wav
 from evaluate import score
 from model import Denoiser
 from sde import SDE, bcast, heun_step, randn_like, time_grid
-from teacher import TrainConfig, fit, load_checkpoint, parse_config, set_determinism, setup_distributed
+from teacher import TrainConfig, fit, load_checkpoint, parse_config, set_determinism, setup_distributed, validate
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
@@ -137,26 +136,14 @@ def validator(teacher, sde, pairs, cfg):
     reference = {}
 
     def validate_fn(ema):
-        device = next(ema.parameters()).device
         if not reference:
-            reference["noisy"] = ("-", mean_scores([score(c, y) for _, c, y in pairs]))
-            reference["teacher"] = (cfg.valid_steps, mean_scores([
-                score(c, enhance_wav(teacher, sde, y, cfg.valid_steps, seeded(device, cfg.seed + k))[0])
-                for k, (_, c, y) in enumerate(pairs)]))
-        student = mean_scores([score(c, enhance_wav(ema, sde, y, 1, seeded(device, cfg.seed + k))[0])
-                               for k, (_, c, y) in enumerate(pairs)])
-        rows = dict(reference, student=(1, student))
+            reference["noisy"] = ("-", {k: float(np.nanmean([score(c, y)[k] for _, c, y in pairs]))
+                                        for k in ("pesq", "estoi", "si_sdr")})
+            reference["teacher"] = (cfg.valid_steps, validate(teacher, sde, pairs, cfg.valid_steps, cfg.seed))
+        rows = dict(reference, student=(1, validate(ema, sde, pairs, 1, cfg.seed)))
         metrics = {f"{name}_{k}": v for name, (_, m) in rows.items() for k, v in m.items()}
         return metrics, results_table(rows)
     return validate_fn
-
-
-def mean_scores(results):
-    return {key: float(np.nanmean([r[key] for r in results])) for key in results[0]}
-
-
-def seeded(device, seed):
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 # ----------------------------------------------------------------------------- training
