@@ -280,6 +280,17 @@ def mixture_pairs(speech=DEMO / "speech_test", noise=DEMO / "noise", snr_range=(
     return out
 
 
+def write_mixtures(pairs, folder):
+    """Write the noisy side of [(name, clean, noisy), ...] as folder/name.flac (16-bit), so that the
+    command-line tools can enhance and score a set that lives in memory (demo/ood_noisy was made so)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, _, noisy in pairs:
+        if np.abs(noisy).max() >= 1:
+            raise DataError(f"{name}: the mixture clips (peak {np.abs(noisy).max():.2f}); lower its level first")
+        sf.write(str(folder / f"{name}.flac"), noisy, SAMPLE_RATE, subtype="PCM_16")
+
+
 def make_dataset(data="", speech="", noise="", num_frames=256, seed=0):
     """The training set a script's options describe: VoiceBank-DEMAND (data), a speech folder
     mixed with noise (speech, noise), or the bundled demo speech when neither is given."""

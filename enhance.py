@@ -14,6 +14,7 @@ the sampler, and back to a waveform, the chunks cross-faded into one output. enh
 reading (any rate, channels averaged), resampling and the safe write; main() only parses options.
 """
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -35,6 +36,7 @@ from sde import SDE, pc_sample
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "rosecd-small.pt"
 CHUNK_FRAMES = 512    # STFT frames per chunk: 511 * 128 = 65,408 samples = 4.09 s at 16 kHz
 OVERLAP_FRAMES = 64   # frames neighbouring chunks share, cross-faded: 8,192 samples = 0.51 s
+PRECISIONS = ("fp32", "tf32", "bf16")  # arithmetic of the network calls (see precision())
 # Output format by extension. WAV as 32-bit float: the enhanced samples are written exactly, with
 # no 16-bit rounding and no clipping where the estimate goes above full scale (it may: the output
 # is scaled back by the noisy peak), so metrics computed from the files equal those in memory.
@@ -71,17 +73,46 @@ def chunk_weight(starts, i, length, overlap):
 
 
 def enhance_chunk(D, sde, y_wav, steps, generator):
-    """Enhanced waveform of one normalised noisy waveform y_wav (1-D, on D's device), and the calls."""
+    """Enhanced waveforms of normalised noisy waveforms y_wav ([n], or [B, n] of equal length, on D's
+    device), and the network calls made (a call enhances the whole batch)."""
     n = y_wav.shape[-1]
     y_wav = F.pad(y_wav, (0, max(0, N_FFT - n)))  # the centred STFT needs more than n_fft / 2 samples
-    y = wav_to_spec(y_wav)[None]  # [1, 1, 256, T]
+    y = wav_to_spec(y_wav.reshape(-1, y_wav.shape[-1]))  # [B, 1, 256, T]
     y, num_frames = pad_spec(y)   # T up to a multiple of 64, zero frames
     if steps == 1:  # x_T = y + sigma(T) z;  x_hat = D(x_T, y, T): one network evaluation
-        t = torch.full((1,), sde.T, device=y.device)
+        t = torch.full((y.shape[0],), sde.T, device=y.device)
         x, calls = D(sde.prior_sample(y, generator), y, t), 1
     else:
         x, calls = pc_sample(sde, D, y, N=steps, generator=generator)
-    return spec_to_wav(crop_spec(x, num_frames), y_wav.shape[-1])[0, :n], calls
+    x = spec_to_wav(crop_spec(x, num_frames).to(torch.complex64), y_wav.shape[-1])[:, :n]
+    return x.reshape(*y_wav.shape[:-1], n), calls
+
+
+@torch.no_grad()
+def enhance_batch(D, sde, noisy, steps=1, generator=None):
+    """Enhanced waveforms of a batch of equal-length noisy 16 kHz waveforms [B, n] (numpy), each
+    normalised by its own peak, all in one pass (one network call for steps == 1)."""
+    device = next(D.parameters()).device
+    peak = np.abs(noisy).max(axis=-1, keepdims=True)
+    scale = np.where(peak > 0, peak, 1.0)
+    x, calls = enhance_chunk(D, sde, torch.from_numpy(noisy / scale).float().to(device), steps, generator)
+    return x.float().cpu().numpy() * scale, calls
+
+
+@contextlib.contextmanager
+def precision(mode, device):
+    """Arithmetic of the network calls inside: fp32 (exact float32: TF32 off for matmuls and
+    convolutions), tf32 (float32 data, TF32 tensor cores) or bf16 (bf16 autocast; the network's
+    Fourier features and the STFTs stay float32). On a CPU, tf32 is fp32."""
+    if mode not in PRECISIONS:
+        raise DataError(f"precision {mode!r}: choose one of {', '.join(PRECISIONS)}")
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
+    try:
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=mode == "bf16"):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @torch.no_grad()
@@ -107,11 +138,11 @@ def enhance_wav(D, sde, noisy, steps=30, generator=None, chunk_frames=None, over
     starts = chunk_starts(n, length, overlap)
     if len(starts) == 1:  # the whole waveform is one chunk
         x, calls = enhance_chunk(D, sde, y.to(device), steps, generator)
-        return x.cpu().numpy() * scale, calls
+        return x.float().cpu().numpy() * scale, calls
     out, calls = torch.zeros(n), 0
     for i, s in enumerate(starts):
         x, c = enhance_chunk(D, sde, y[s:s + length].to(device), steps, generator)
-        out[s:s + length] += chunk_weight(starts, i, length, overlap) * x.cpu()  # overlap-add
+        out[s:s + length] += chunk_weight(starts, i, length, overlap) * x.float().cpu()  # overlap-add
         calls += c
     return out.numpy() * scale, calls
 

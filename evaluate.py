@@ -4,6 +4,8 @@
     python evaluate.py --enhanced ENHANCED --dnsmos                       # no reference: DNSMOS (needs speechmos)
     python evaluate.py --clean C --enhanced E --noisy N --plot p287_001   # and a PNG spectrogram (needs matplotlib)
     python evaluate.py --benchmark --preset small --device cuda           # teacher (30-step PC) vs student speed
+    python evaluate.py --benchmark --batch 1 8 --precision fp32 bf16      # one run per batch size and precision
+    python evaluate.py --curves runs/teacher/log.jsonl runs/rosecd/log.jsonl --out .   # training_curves.png
 
 The metric functions take 16 kHz float numpy arrays of equal length, the reference first.
 Folders are matched by relative path without extension (clean/a/b.wav goes with enhanced/a/b.flac).
@@ -23,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from data import AUDIO_EXTS, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, load_audio, read_audio, resample, wav_to_spec
-from enhance import enhance_wav, load_model
+from enhance import PRECISIONS, enhance_batch, load_model, precision
 from model import PRESETS, Denoiser, pad_spec
 
 EPS = 1e-12
@@ -291,6 +293,54 @@ def plot_spectrograms(paths, png):
     plt.close(fig)
 
 
+def read_log(path):
+    """The JSON-lines log of teacher.py / distill.py as a list of dicts; a clear error when unreadable."""
+    try:
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable training log ({str(e).splitlines()[0][:200]})")
+
+
+def plot_curves(logs, png, smooth=20):
+    """Training curves of teacher.py / distill.py runs (their log.jsonl files) in one PNG: a column
+    per kind (teacher, student), rows: training loss (moving mean over `smooth` log entries), and
+    the validation PESQ and SI-SDR of the EMA weights (a student's one step, dashed: its teacher)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = {}
+    for path in logs:
+        entries = read_log(path)
+        kind = "student" if any("student_pesq" in e for e in entries) else "teacher"
+        runs.setdefault(kind, []).append((Path(path).parent.name, entries))
+    fig, axes = plt.subplots(3, len(runs), figsize=(6 * len(runs), 9), squeeze=False, layout="constrained")
+    for col, (kind, named) in enumerate(sorted(runs.items(), key=lambda kv: kv[0] != "teacher")):
+        loss_key, prefix = ("loss", "") if kind == "teacher" else ("consistency", "student_")
+        for name, entries in named:
+            train = [e for e in entries if e.get("event") == "train" and loss_key in e]
+            valid = [e for e in entries if e.get("event") == "valid"]
+            if train:
+                values = np.convolve([e[loss_key] for e in train], np.ones(smooth) / smooth, mode="valid") \
+                    if len(train) >= smooth else [e[loss_key] for e in train]
+                axes[0][col].plot([e["step"] for e in train][len(train) - len(values):], values, label=name)
+            for row, metric in ((1, "pesq"), (2, "si_sdr")):
+                line = axes[row][col].plot([e["step"] for e in valid], [e[prefix + metric] for e in valid], "o-",
+                                           label=name)
+                if kind == "student" and valid:
+                    axes[row][col].axhline(valid[0][f"teacher_{metric}"], ls="--", color=line[0].get_color())
+        axes[0][col].set(title=f"{kind}: training loss ({loss_key})", yscale="log")
+        axes[1][col].set(title="validation PESQ" + (" (one step; dashed: teacher)" if kind == "student" else ""))
+        axes[2][col].set(title="validation SI-SDR [dB]", xlabel="update")
+        for row in range(3):
+            axes[row][col].legend(fontsize=8)
+            axes[row][col].grid(alpha=0.3)
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png.with_name(png.name + ".tmp"), format="png", dpi=90)
+    os.replace(png.with_name(png.name + ".tmp"), png)
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- speed
 
 def load_denoiser(checkpoint, preset, c_in, device):
@@ -314,9 +364,10 @@ def flops_per_call(D, num_samples):
     return counter.get_total_flops()
 
 
-def time_enhance(models, noisy, repeats=5, warmup=1, seed=0):
-    """{role: (median seconds, network calls, all timed seconds)} of enhance_wav (the whole pipeline:
-    STFT, sampler, inverse STFT) on noisy, for models {role: (D, steps)} on one device.
+def time_enhance(models, noisy, repeats=5, warmup=1, seed=0, batch=1, mode="fp32"):
+    """{role: (median seconds, network calls, all timed seconds)} of enhance_batch (the whole pipeline:
+    normalisation, STFT, sampler, inverse STFT) on `batch` copies of noisy, for models
+    {role: (D, steps)} on one device, with the network's arithmetic `mode` (enhance.precision).
 
     The models take turns, run by run, so that a change in the machine's load affects them alike.
     Each timed run follows `warmup` untimed one-call enhancements by the same network: the first
@@ -326,28 +377,33 @@ def time_enhance(models, noisy, repeats=5, warmup=1, seed=0):
     """
     device = next(next(iter(models.values()))[0].parameters()).device
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    noisy = np.tile(noisy, (batch, 1))
     times, calls = {role: [] for role in models}, {}
-    for _ in range(repeats):
-        for role, (D, steps) in models.items():
-            for _ in range(warmup):
-                enhance_wav(D, D.sde, noisy, 1, torch.Generator(device=device).manual_seed(seed))
-            generator = torch.Generator(device=device).manual_seed(seed)
-            sync()
-            t0 = time.perf_counter()
-            _, calls[role] = enhance_wav(D, D.sde, noisy, steps, generator)
-            sync()
-            times[role].append(time.perf_counter() - t0)
+    with precision(mode, device):
+        for _ in range(repeats):
+            for role, (D, steps) in models.items():
+                for _ in range(warmup):
+                    enhance_batch(D, D.sde, noisy, 1, torch.Generator(device=device).manual_seed(seed))
+                generator = torch.Generator(device=device).manual_seed(seed)
+                sync()
+                t0 = time.perf_counter()
+                _, calls[role] = enhance_batch(D, D.sde, noisy, steps, generator)
+                sync()
+                times[role].append(time.perf_counter() - t0)
     return {role: (float(np.median(times[role])), calls[role], times[role]) for role in models}
 
 
 def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", device="auto", steps=30,
-              repeats=5, warmup=1, seconds=4.0, input_path="", seed=0, threads=0):
+              repeats=5, warmup=1, seconds=4.0, input_path="", seed=0, threads=0, batch=1, mode="fp32"):
     """Teacher (PC, N = steps, 2N calls) and student (one call) on the same input and device:
-    median time, real-time factor RTF = time / audio duration, speedup, FLOPs.
-    threads > 0 sets torch's CPU threads for the run (one thread is steadier on a busy machine)."""
+    median time, real-time factor RTF = time / audio duration (batch x the input's), speedup,
+    FLOPs and the FLOP rate achieved. threads > 0 sets torch's CPU threads for the run (one
+    thread is steadier on a busy machine). mode: fp32, tf32 or bf16 (enhance.precision)."""
     default_threads = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
+    if batch < 1:
+        raise DataError(f"--batch {batch}: must be at least 1")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DataError(f"--device {device}: this machine has no CUDA device")
@@ -355,19 +411,21 @@ def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", 
     noisy = load_audio(input_path)
     if seconds > 0:
         noisy = np.resize(noisy, int(seconds * SAMPLE_RATE))  # crop, or repeat the file, to `seconds`
-    duration = len(noisy) / SAMPLE_RATE
+    duration = len(noisy) / SAMPLE_RATE * batch
     (teacher, teacher_what), (student, student_what) = (load_denoiser(checkpoint_teacher, preset, "edm", device),
                                                         load_denoiser(checkpoint_student, preset, "one", device))
-    timed = time_enhance({"teacher": (teacher, steps), "student": (student, 1)}, noisy, repeats, warmup, seed)
+    timed = time_enhance({"teacher": (teacher, steps), "student": (student, 1)}, noisy, repeats, warmup, seed,
+                         batch, mode)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "torch": torch.__version__, "input": input_path,
-              "seconds": duration, "repeats": repeats, "warmup": warmup}
+              "seconds": duration, "batch": batch, "precision": mode, "repeats": repeats, "warmup": warmup}
     for role, D, what in (("teacher", teacher, teacher_what), ("student", student, student_what)):
         median, calls, times = timed[role]
-        flops = flops_per_call(D, len(noisy))
+        flops = flops_per_call(D, len(noisy)) * batch
         result[role] = {"model": what, "steps": steps if role == "teacher" else 1, "calls": calls, "time_s": median,
                         "times_s": times, "rtf": median / duration, "gflop_per_call": flops / 1e9,
-                        "gflop_per_audio_second": flops * calls / duration / 1e9}
+                        "gflop_per_audio_second": flops * calls / duration / 1e9,
+                        "tflop_per_s": flops * calls / median / 1e12}
     result["speedup"] = result["teacher"]["time_s"] / result["student"]["time_s"]
     result["call_ratio"] = result["teacher"]["calls"] / result["student"]["calls"]
     torch.set_num_threads(default_threads)
@@ -375,16 +433,28 @@ def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", 
 
 
 def benchmark_table(r):
-    lines = [f"speed on {r['device']} ({r['threads']} threads), {r['seconds']:.2f} s of audio, "
-             f"median of {r['repeats']} runs, each after {r['warmup']} untimed one-call warm-up",
+    lines = [f"speed on {r['device']} ({r['threads']} threads), batch {r['batch']} x {r['seconds'] / r['batch']:.2f} s "
+             f"of audio, {r['precision']}, median of {r['repeats']} runs, each after {r['warmup']} untimed one-call "
+             "warm-up",
              f"{'':8s} {'model':34s} {'steps':>5s} {'calls':>5s} {'GFLOP/call':>10s} {'GFLOP/s audio':>13s}"
-             f" {'time [s]':>9s} {'RTF':>8s}"]
+             f" {'time [s]':>9s} {'RTF':>8s} {'TFLOP/s':>8s}"]
     for role in ("teacher", "student"):
         m = r[role]
         lines.append(f"{role:8s} {m['model'][:34]:34s} {m['steps']:5d} {m['calls']:5d} {m['gflop_per_call']:10.2f}"
-                     f" {m['gflop_per_audio_second']:13.1f} {m['time_s']:9.4f} {m['rtf']:8.4f}")
+                     f" {m['gflop_per_audio_second']:13.1f} {m['time_s']:9.4f} {m['rtf']:8.4f} {m['tflop_per_s']:8.2f}")
     lines.append(f"speedup (teacher time / student time): {r['speedup']:.1f}"
                  f"  (ratio of network calls: {r['call_ratio']:.0f})")
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(results):
+    """One markdown row per (batch, precision) run of the benchmark."""
+    lines = ["| batch | precision | teacher s | teacher RTF | student ms | student RTF | student TFLOP/s | speedup |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        t, s = r["teacher"], r["student"]
+        lines.append(f"| {r['batch']} | {r['precision']} | {t['time_s']:.3f} | {t['rtf']:.4f} | {1e3 * s['time_s']:.2f} "
+                     f"| {s['rtf']:.5f} | {s['tflop_per_s']:.1f} | {r['speedup']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -428,19 +498,39 @@ def parse_args(argv=None):
                    help="noisy file to enhance; empty: demo/vbdmd/noisy/p287_003.wav")
     g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     g.add_argument("--seed", type=int, default=0, help="seed of the samplers' noise")
+    g.add_argument("--batch", type=int, nargs="+", default=[1], metavar="B",
+                   help="copies of the input enhanced together; several values: one run each")
+    g.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS,
+                   help="network arithmetic: fp32 (TF32 off), tf32, bf16 (autocast); several: one run each")
+    g = p.add_argument_group("training curves")
+    g.add_argument("--curves", nargs="+", default=[], metavar="LOG",
+                   help="log.jsonl files of teacher.py / distill.py runs: draw OUT/training_curves.png (needs matplotlib)")
     return p.parse_args(argv)
+
+
+def run_curves(a):
+    require("matplotlib", "matplotlib", "--curves")
+    png = Path(a.out or ".") / "training_curves.png"
+    check_writable([png], a.overwrite)
+    plot_curves(a.curves, png)
+    print(f"training curves of {len(a.curves)} runs in {png}")
 
 
 def run_benchmark(a):
     json_path = Path(a.out) / "benchmark.json" if a.out else None
     if json_path:
         check_writable([json_path], a.overwrite)
-    r = benchmark(a.preset, a.checkpoint_teacher, a.checkpoint_student, a.device, a.steps, a.repeats, a.warmup,
-                  a.seconds, a.input, a.seed, a.threads)
-    print(benchmark_table(r), end="")
+    results = []
+    for batch in a.batch:
+        for mode in a.precision:
+            results.append(benchmark(a.preset, a.checkpoint_teacher, a.checkpoint_student, a.device, a.steps,
+                                     a.repeats, a.warmup, a.seconds, a.input, a.seed, a.threads, batch, mode))
+            print(benchmark_table(results[-1]), end="", flush=True)
+    if len(results) > 1:
+        print(summary_table(results), end="")
     if json_path:
-        write_atomic(json_path, json.dumps(r, indent=2) + "\n")
-    return r
+        write_atomic(json_path, json.dumps(results, indent=2) + "\n")
+    return results
 
 
 def run_scoring(a):
@@ -478,6 +568,8 @@ def run_scoring(a):
 def main(argv=None):
     a = parse_args(argv)
     try:
+        if a.curves:
+            return run_curves(a)
         return run_benchmark(a) if a.benchmark else run_scoring(a)
     except DataError as e:
         sys.exit(f"error: {e}")

@@ -3,6 +3,7 @@
     python teacher.py --preset tiny --steps 200          # CPU demo on the bundled audio
     python teacher.py --data /path/to/VoiceBank-DEMAND   # the published setting (reference preset)
     torchrun --nproc_per_node=2 teacher.py ...           # several GPUs (or CPU processes) with DDP
+    python teacher.py export runs/teacher/checkpoint.pt teacher.pt   # EMA weights only, float16
 
 The loss: t ~ U(t_eps, 1), x_t = mu(t) + sigma(t) z, and a weighted squared error between the
 preconditioned network D(x_t, y, t) and mu(t). Adam, EMA of the weights (the EMA weights sample).
@@ -57,6 +58,7 @@ class TrainConfig:
     valid_files: int = 4        # held-out utterances enhanced at each validation
     valid_steps: int = 30       # predictor-corrector steps of the teacher at validation
     save_every: int = 1000      # write the checkpoint every so many updates
+    max_minutes: float = 0.0    # stop earlier, with a checkpoint and a validation, after this long (0: no limit)
     log_every: int = 10
     seed: int = 0
     resume: bool = False        # continue from out/checkpoint.pt
@@ -170,6 +172,19 @@ def load_checkpoint(path, device="cpu"):
     return ckpt
 
 
+def export_checkpoint(src, dst, dtype=torch.float16):
+    """Write the small file that enhancement and distillation need: kind, model, sde, config, step
+    and the EMA weights in `dtype` (float16 halves the size; the loaders cast back to float32).
+    Raw weights and optimizer state are left out, so an exported file cannot be resumed."""
+    ckpt = load_checkpoint(src)
+    if Path(dst).exists():
+        raise DataError(f"{dst}: exists; remove it first or choose another name")
+    ema = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["ema"].items()}
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst, kind=ckpt["kind"], config=ckpt.get("config"), model=ckpt["model"], sde=ckpt["sde"],
+                    ema=ema, step=ckpt.get("step"))
+
+
 def weights_hash(module):
     """A short hash of a module's weights, to check that DDP ranks agree."""
     h = hashlib.sha256()
@@ -234,6 +249,8 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         ckpt = load_checkpoint(ckpt_path, device)
         if ckpt["kind"] != kind:
             raise DataError(f"{ckpt_path} is a {ckpt['kind']} checkpoint, not a {kind} one")
+        if "raw" not in ckpt:
+            raise DataError(f"{ckpt_path} holds EMA weights only (an exported checkpoint): it cannot be resumed")
         model.load_state_dict(ckpt["raw"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -255,7 +272,9 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
     bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc=kind, dynamic_ncols=True)
     t0, parts = time.time(), []
-    while step < cfg.steps:
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else float("inf")
+    last = step >= cfg.steps
+    while not last:
         generator = step_generator(cfg.seed, step, rank, device)
         for a in range(cfg.grad_accum):
             clean, noisy = (w.to(device, non_blocking=True) for w in next(loader))
@@ -271,15 +290,20 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         ema_update(ema, model, cfg.ema_decay)
         step += 1
         bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        last = step >= cfg.steps or time.time() > deadline  # rank 0's clock decides under DDP (below)
+        if world > 1 and cfg.max_minutes > 0:
+            flag = torch.tensor([float(last)], device=device)
+            dist.broadcast(flag, 0)
+            last = bool(flag.item())
+        if step % cfg.log_every == 0 or last:
             means = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
             samples = len(parts) * cfg.batch_size * world
             log.write(event="train", step=step, **means, samples_per_s=samples / (time.time() - t0))
             bar.set_postfix(loss=f"{means['loss']:.4g}")
             t0, parts = time.time(), []
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.save_every == 0 or last:
             checkpoint()
-        if rank == 0 and cfg.valid_files and ((cfg.valid_every and step % cfg.valid_every == 0) or step == cfg.steps):
+        if rank == 0 and cfg.valid_files and ((cfg.valid_every and step % cfg.valid_every == 0) or last):
             metrics, text = validate_fn(ema)
             log.write(event="valid", step=step, **metrics)
             bar.write(f"step {step}:\n{text}")
@@ -313,8 +337,13 @@ def train(cfg):
 
 
 def main(argv=None):
-    cfg = parse_config(Config, argv, description=__doc__.split("\n\n")[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["export"]:  # python teacher.py export SRC DST: EMA weights in float16 only
+            if len(argv) != 3:
+                raise DataError("usage: python teacher.py export CHECKPOINT OUTPUT.pt")
+            return export_checkpoint(argv[1], argv[2])
+        cfg = parse_config(Config, argv, description=__doc__.split("\n\n")[0])
         train(cfg)
     except DataError as e:
         sys.exit(f"error: {e}")

@@ -132,3 +132,14 @@ def test_demo_splits_never_overlap():
     assert len(train) >= 90 and len(test) >= 10 and not train & test
     vb = {c.stem for c, n in data.find_pairs(data.DEMO / "vbdmd")}
     assert vb and not {n.split(".")[0] for n in train} & vb
+
+
+def test_bundled_out_of_domain_mixtures_are_mixture_pairs_written_to_disk():
+    pairs = data.mixture_pairs()
+    files = data.list_audio(data.DEMO / "ood_noisy")
+    assert [p.stem for p in files] == [name for name, _, _ in pairs] and len(pairs) == 12
+    for path, (name, clean, noisy) in zip(files, pairs):
+        assert len(data.load_audio(path)) == len(noisy)
+        assert np.abs(data.load_audio(path) - noisy).max() <= 1 / 32768 + 1e-7  # 16-bit rounding only
+        snr = 10 * np.log10(np.sum(clean ** 2) / np.sum((noisy - clean) ** 2))
+        assert -10.01 <= snr <= -4.99  # below the training range (-5 to 20 dB)

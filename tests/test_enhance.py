@@ -115,6 +115,30 @@ def test_chunked_overlap_add_is_seamless(seconds):
     assert calls == D.calls == (4 if seconds > 5 else 1)
 
 
+def test_a_batch_is_normalised_row_by_row_and_enhanced_in_one_call():
+    noisy = np.stack([demo_speech(2.0), 0.01 * demo_speech(2.0)[::-1]])  # two files, peaks 100x apart
+    D = Identity()
+    out, calls = enhance.enhance_batch(D, SDE(), noisy, steps=1)
+    assert out.shape == noisy.shape and calls == D.calls == 1
+    for row, ref in zip(out, noisy):
+        assert np.abs(row - ref).max() / np.abs(ref).max() < 1e-5
+
+
+def test_bf16_changes_the_arithmetic_but_stays_close_to_fp32():
+    D = tiny("one")
+    noisy = demo_speech(1.0)[None]
+    out = {}
+    for mode in enhance.PRECISIONS:
+        with enhance.precision(mode, "cpu"):
+            out[mode], _ = enhance.enhance_batch(D, D.sde, noisy, 1, torch.Generator().manual_seed(0))
+    assert np.array_equal(out["fp32"], out["tf32"])  # a CPU has no TF32
+    err = np.linalg.norm(out["bf16"] - out["fp32"]) / np.linalg.norm(out["fp32"])
+    assert 0 < err < 0.05, err
+    with pytest.raises(DataError, match="choose one of"):
+        with enhance.precision("fp16", "cpu"):
+            pass
+
+
 def test_chunk_layout_covers_the_file_with_full_chunks():
     for n in (CHUNK, CHUNK + 1, CHUNK + HOP, CHUNK + HOP + 1, 10 * CHUNK + 17):
         starts = enhance.chunk_starts(n, CHUNK, 64 * 128)

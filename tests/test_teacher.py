@@ -100,3 +100,31 @@ def test_bad_data_gives_one_error_line(tmp_path, case):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+
+
+def test_max_minutes_stops_early_with_a_checkpoint(tmp_path):
+    train(Config(**FAST, steps=10_000, max_minutes=1e-4, out=str(tmp_path)))  # 6 ms: stops after the first update
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert 1 <= ckpt["step"] < 10_000
+    end = read_log(tmp_path)[-1]
+    assert end["event"] == "end" and end["step"] == ckpt["step"]
+
+
+def test_export_keeps_the_ema_weights_in_float16_and_cannot_be_resumed(tmp_path):
+    train(Config(**FAST, steps=2, out=str(tmp_path / "run")))
+    teacher.main(["export", str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "slim.pt")])
+    full, slim = load_checkpoint(tmp_path / "run" / "checkpoint.pt"), load_checkpoint(tmp_path / "slim.pt")
+    assert not {"raw", "optimizer"} & slim.keys() and slim["kind"] == "teacher" and slim["step"] == 2
+    for k, v in full["ema"].items():
+        assert slim["ema"][k].dtype == (torch.float16 if v.is_floating_point() else v.dtype)
+        assert torch.allclose(slim["ema"][k].float(), v.float(), rtol=1e-3, atol=1e-4)
+    from enhance import load_model
+    D, _, _ = load_model(tmp_path / "slim.pt", "cpu")  # loads into a float32 network
+    assert next(D.parameters()).dtype == torch.float32
+    with pytest.raises(SystemExit, match="exists"):  # never replaces a file
+        teacher.main(["export", str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "slim.pt")])
+    (tmp_path / "again").mkdir()
+    os.replace(tmp_path / "slim.pt", tmp_path / "again" / "checkpoint.pt")
+    with pytest.raises(SystemExit, match="cannot be resumed"):
+        teacher.main(["--preset", "tiny", "--out", str(tmp_path / "again"), "--resume", "--steps", "4",
+                      "--num-workers", "0", "--valid-files", "0", "--batch-size", "2", "--num-frames", "64"])
