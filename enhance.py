@@ -14,8 +14,8 @@ whole file), then chunk by chunk the compressed spectrogram, padding to a multip
 the sampler, and back to a waveform, the chunks cross-faded into one output. enhance_file adds
 reading (any rate, channels averaged), resampling and the safe write; main() only parses options.
 
-Fast by default where it is safe (issue 6): on a GPU the network runs in bf16 autocast (the STFTs,
-the preconditioning and the Fourier features stay float32), in channels-last memory format, on 8
+Fast by default where it is safe (issue 6): the network runs in channels-last memory format, and on
+a GPU in bf16 autocast (the STFTs, the preconditioning and the Fourier features stay float32) on 8
 chunks of a long file per call; --compile adds torch.compile, --cuda-graph replays the U-Net from
 a CUDA graph for full chunks (optimise, GraphedNet). On a CPU the defaults are float32, chunk by chunk.
 """
@@ -164,17 +164,16 @@ def enhance_wav(D, sde, noisy, steps=30, generator=None, chunk_frames=None, over
 # ----------------------------------------------------------------------------- fast inference
 
 def optimise(D, device, compiled=False, graph_shape=None):
-    """D, changed in place for fast inference on `device`. On a GPU: channels-last memory format (NHWC,
-    the layout of cuDNN's fastest convolutions; NCSNpp converts its input to match). compiled: the
+    """D, changed in place for fast inference on `device`: channels-last memory format (NHWC, the layout
+    of cuDNN's and oneDNN's fastest convolutions; NCSNpp converts its input to match: 1.4 x faster for
+    the small preset on a 2-core AVX-512 CPU, the output equal up to float rounding). compiled: the
     U-Net compiled by torch.compile (the first call of each input shape compiles, for a minute or
     more). graph_shape [B, 4, 256, T], on a GPU only: the U-Net replayed from a CUDA graph for
     inputs of that shape (GraphedNet). The Denoiser's complex preconditioning stays eager."""
-    on_gpu = torch.device(device).type == "cuda"
-    if on_gpu:
-        D.to(memory_format=torch.channels_last)
+    D.to(memory_format=torch.channels_last)
     if compiled:
         D.net.compile()
-    if graph_shape is not None and on_gpu:
+    if graph_shape is not None and torch.device(device).type == "cuda":
         D.net = GraphedNet(D.net, graph_shape)
     return D
 

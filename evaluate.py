@@ -414,7 +414,7 @@ def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", 
     median time, real-time factor RTF = time / audio duration (batch x the input's), speedup,
     FLOPs and the FLOP rate achieved. threads > 0 sets torch's CPU threads for the run (one
     thread is steadier on a busy machine). mode: fp32, tf32 or bf16 (enhance.precision).
-    Both networks go through enhance.optimise: channels-last on a GPU, torch.compile if compiled,
+    Both networks go through enhance.optimise: channels-last, torch.compile if compiled,
     a CUDA graph of the input's shape if cuda_graph (the warm-up calls compile and capture)."""
     default_threads = torch.get_num_threads()
     if threads > 0:
