@@ -1,6 +1,7 @@
 """Audio in, spectrograms out (METHOD.md section 1).
 
-- read_audio / load_audio: soundfile, stereo averaged to mono, resampled to 16 kHz.
+- read_audio / load_audio: soundfile, stereo averaged to mono, resampled to 16 kHz (fir_resample:
+  resample_poly's polyphase filter as one torch conv1d).
 - wav_to_spec / spec_to_wav: STFT 510/128 with a periodic Hann window, amplitude compression
   c' = beta |c|^alpha e^(i angle c), and its exact inverse. Everyone else calls these two.
 - PairedDataset: clean/noisy pairs (VoiceBank-DEMAND in either layout, or any two folders).
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
+import torch.nn.functional as F
 
 SAMPLE_RATE = 16000
 N_FFT = 510            # 256 frequency bins
@@ -27,6 +28,7 @@ ALPHA = 0.5            # amplitude compression exponent
 BETA = 0.15            # amplitude compression factor
 AUDIO_EXTS = (".wav", ".flac", ".ogg")
 DEMO = Path(__file__).resolve().parent / "demo"
+MAX_POLYPHASE = 1 << 22  # entries of fir_resample's filter matrix (16 MB) above which resample uses scipy
 
 
 class DataError(Exception):
@@ -53,11 +55,40 @@ def read_audio(path):
 
 
 def resample(wav, sr_in, sr_out=SAMPLE_RATE):
-    """Polyphase resampling (scipy's resample_poly) by the reduced ratio sr_out / sr_in."""
+    """Resample a float waveform (numpy, [..., n]) by the reduced ratio up / down = sr_out / sr_in with
+    fir_resample: the same filter and alignment as scipy's resample_poly, through one convolution."""
     if sr_in == sr_out:
         return wav
     k = math.gcd(sr_in, sr_out)
-    return resample_poly(wav, sr_out // k, sr_in // k).astype(np.float32)
+    up, down = sr_out // k, sr_in // k
+    if up * (down + 20) > MAX_POLYPHASE:  # an unusual ratio (say 16001 Hz): scipy's loop, no big matrix
+        from scipy.signal import resample_poly
+        return resample_poly(wav, up, down, axis=-1).astype(np.float32)
+    return fir_resample(torch.from_numpy(np.asarray(wav, np.float32)), up, down).numpy()
+
+
+def fir_resample(x, up, down):
+    """x [..., n] (a float tensor, any device) resampled by up / down (coprime): [..., ceil(n up / down)].
+
+    The filter is resample_poly's: a Kaiser-windowed sinc (beta 5) with cutoff at the lower of the
+    two Nyquist frequencies, half-length L = 10 max(up, down), gain up, zero padding at both ends:
+        y[k] = sum_n x[n] h(n up - k down),  h(d) = up w(d) sinc(d / max(up, down)) / sum_d w sinc.
+    Polyphase form: output k = j up + c (c < up) reads x from j down on, always with the same
+    weights W[c, m] = h((a + m) up - c down). So y is one strided conv1d: `up` output channels,
+    stride `down`, kernel W [up, 1, K]; the channels, interleaved, are the output samples."""
+    n, rate, L = x.shape[-1], max(up, down), 10 * max(up, down)
+    d = torch.arange(-L, L + 1, dtype=torch.float64)
+    h = torch.kaiser_window(2 * L + 1, periodic=False, beta=5.0, dtype=torch.float64) * torch.sinc(d / rate)
+    h = up * h / h.sum()
+    a = -(L // up)                      # the first input sample (relative to j down) any phase reads
+    K = ((up - 1) * down + L) // up - a + 1
+    taps = (a + torch.arange(K)) * up - torch.arange(up)[:, None] * down  # [up, K]: arguments d of h
+    W = torch.where(taps.abs() <= L, h[(taps + L).clamp(0, 2 * L)], 0.0)
+    n_out = -(-n * up // down)
+    J = -(-n_out // up)                 # blocks of `up` outputs
+    xp = F.pad(x.reshape(-1, 1, n), (-a, max(0, (J - 1) * down + K + a - n)))
+    y = F.conv1d(xp, W.to(x.dtype).to(x.device)[:, None], stride=down)[..., :J]  # [B, up, J]
+    return y.transpose(1, 2).reshape(*x.shape[:-1], J * up)[..., :n_out]
 
 
 def load_audio(path):

@@ -5,6 +5,7 @@
     python evaluate.py --clean C --enhanced E --noisy N --plot p287_001   # and a PNG spectrogram (needs matplotlib)
     python evaluate.py --benchmark --preset small --device cuda           # teacher (30-step PC) vs student speed
     python evaluate.py --benchmark --batch 1 8 --precision fp32 bf16      # one run per batch size and precision
+    python evaluate.py --benchmark --calls-only --batch 1 8 --precision fp32 tf32 bf16 --compile --peak-tflops 800
     python evaluate.py --curves runs/teacher/log.jsonl runs/rosecd/log.jsonl --out .   # training_curves.png
 
 The metric functions take 16 kHz float numpy arrays of equal length, the reference first.
@@ -24,9 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import AUDIO_EXTS, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, load_audio, read_audio, resample, wav_to_spec
-from enhance import PRECISIONS, enhance_batch, load_model, precision
-from model import PRESETS, Denoiser, pad_spec
+from data import AUDIO_EXTS, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, load_audio, read_audio, \
+    resample, wav_to_spec
+from enhance import PRECISIONS, enhance_batch, load_model, optimise, precision
+from model import NUM_FREQS, PRESETS, Denoiser, pad_spec
 
 EPS = 1e-12
 MAX_LENGTH_DIFF = 16  # samples at 16 kHz (1 ms): longer differences are a mismatch, shorter ones are trimmed
@@ -393,20 +395,31 @@ def time_enhance(models, noisy, repeats=5, warmup=1, seed=0, batch=1, mode="fp32
     return {role: (float(np.median(times[role])), calls[role], times[role]) for role in models}
 
 
-def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", device="auto", steps=30,
-              repeats=5, warmup=1, seconds=4.0, input_path="", seed=0, threads=0, batch=1, mode="fp32"):
-    """Teacher (PC, N = steps, 2N calls) and student (one call) on the same input and device:
-    median time, real-time factor RTF = time / audio duration (batch x the input's), speedup,
-    FLOPs and the FLOP rate achieved. threads > 0 sets torch's CPU threads for the run (one
-    thread is steadier on a busy machine). mode: fp32, tf32 or bf16 (enhance.precision)."""
-    default_threads = torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
+def benchmark_device(device, batch, cuda_graph):
+    """The torch.device of a benchmark, its options checked."""
     if batch < 1:
         raise DataError(f"--batch {batch}: must be at least 1")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DataError(f"--device {device}: this machine has no CUDA device")
+    if cuda_graph and device.type != "cuda":
+        raise DataError(f"--cuda-graph: CUDA graphs need a GPU; the device is {device}")
+    return device
+
+
+def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", device="auto", steps=30,
+              repeats=5, warmup=1, seconds=4.0, input_path="", seed=0, threads=0, batch=1, mode="fp32",
+              compiled=False, cuda_graph=False):
+    """Teacher (PC, N = steps, 2N calls) and student (one call) on the same input and device:
+    median time, real-time factor RTF = time / audio duration (batch x the input's), speedup,
+    FLOPs and the FLOP rate achieved. threads > 0 sets torch's CPU threads for the run (one
+    thread is steadier on a busy machine). mode: fp32, tf32 or bf16 (enhance.precision).
+    Both networks go through enhance.optimise: channels-last, torch.compile if compiled,
+    a CUDA graph of the input's shape if cuda_graph (the warm-up calls compile and capture)."""
+    default_threads = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    device = benchmark_device(device, batch, cuda_graph)
     input_path = input_path or str(DEMO / "vbdmd" / "noisy" / "p287_003.wav")
     noisy = load_audio(input_path)
     if seconds > 0:
@@ -414,28 +427,97 @@ def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", 
     duration = len(noisy) / SAMPLE_RATE * batch
     (teacher, teacher_what), (student, student_what) = (load_denoiser(checkpoint_teacher, preset, "edm", device),
                                                         load_denoiser(checkpoint_student, preset, "one", device))
+    flops = {role: flops_per_call(D, len(noisy)) * batch for role, D in (("teacher", teacher), ("student", student))}
+    frames = -(-(1 + len(noisy) // HOP) // 64) * 64  # STFT frames of the input, padded to a multiple of 64
+    for D in (teacher, student):  # after counting the FLOPs: a replayed graph shows no operations to count
+        optimise(D, device, compiled, (batch, 4, NUM_FREQS, frames) if cuda_graph else None)
     timed = time_enhance({"teacher": (teacher, steps), "student": (student, 1)}, noisy, repeats, warmup, seed,
                          batch, mode)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "torch": torch.__version__, "input": input_path,
-              "seconds": duration, "batch": batch, "precision": mode, "repeats": repeats, "warmup": warmup}
-    for role, D, what in (("teacher", teacher, teacher_what), ("student", student, student_what)):
+              "seconds": duration, "batch": batch, "precision": mode, "compiled": compiled, "cuda_graph": cuda_graph,
+              "repeats": repeats, "warmup": warmup}
+    for role, what in (("teacher", teacher_what), ("student", student_what)):
         median, calls, times = timed[role]
-        flops = flops_per_call(D, len(noisy)) * batch
         result[role] = {"model": what, "steps": steps if role == "teacher" else 1, "calls": calls, "time_s": median,
-                        "times_s": times, "rtf": median / duration, "gflop_per_call": flops / 1e9,
-                        "gflop_per_audio_second": flops * calls / duration / 1e9,
-                        "tflop_per_s": flops * calls / median / 1e12}
+                        "times_s": times, "rtf": median / duration, "gflop_per_call": flops[role] / 1e9,
+                        "gflop_per_audio_second": flops[role] * calls / duration / 1e9,
+                        "tflop_per_s": flops[role] * calls / median / 1e12}
     result["speedup"] = result["teacher"]["time_s"] / result["student"]["time_s"]
     result["call_ratio"] = result["teacher"]["calls"] / result["student"]["calls"]
     torch.set_num_threads(default_threads)
     return result
 
 
+@torch.no_grad()
+def time_calls(D, batch=1, frames=256, mode="fp32", repeats=20, warmup=3, seed=0):
+    """Seconds of each of `repeats` network calls D(x_T, y, T) alone (no STFT, no sampler, no copies to
+    or from the device) on a random spectrogram [batch, 1, 256, frames], after `warmup` untimed calls
+    (they compile and capture where asked); on a GPU each call is timed between two synchronisations."""
+    device = next(D.parameters()).device
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    x_T, y = (0.1 * torch.randn(batch, 1, NUM_FREQS, frames, dtype=torch.complex64, device=device,
+                                generator=generator) for _ in range(2))
+    t = torch.full((batch,), D.sde.T, device=device)
+    times = []
+    with precision(mode, device):
+        for i in range(warmup + repeats):
+            sync()
+            t0 = time.perf_counter()
+            D(x_T, y, t)
+            sync()
+            times.append(time.perf_counter() - t0)
+    return times[warmup:]
+
+
+def benchmark_calls(preset="reference", checkpoint="", device="auto", batch=1, mode="fp32", frames=256, repeats=20,
+                    warmup=3, compiled=False, cuda_graph=False, peak_tflops=0.0, threads=0, seed=0):
+    """One network call of the student (checkpoint, or random weights of preset) alone: median ms per call,
+    RTF per call (time / the batch's audio, batch x (frames - 1) x 128 samples), FLOPs and TFLOP/s
+    achieved, and with peak_tflops > 0 (the device's measured ceiling) the percentage of it."""
+    default_threads = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if frames < 64 or frames % 64:
+        raise DataError(f"--frames {frames}: must be a positive multiple of 64 (the U-Net halves it 6 times)")
+    device = benchmark_device(device, batch, cuda_graph)
+    D, what = load_denoiser(checkpoint, preset, "one", device)
+    flops = flops_per_call(D, crop_samples(frames)) * batch  # before optimise: a replayed graph shows no operations
+    optimise(D, device, compiled, (batch, 4, NUM_FREQS, frames) if cuda_graph else None)
+    times = time_calls(D, batch, frames, mode, repeats, warmup, seed)
+    median, duration = float(np.median(times)), batch * crop_samples(frames) / SAMPLE_RATE
+    result = {"kind": "calls", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "model": what, "batch": batch,
+              "frames": frames, "seconds": duration, "precision": mode, "compiled": compiled, "cuda_graph": cuda_graph,
+              "repeats": repeats, "warmup": warmup, "ms_per_call": 1e3 * median, "times_s": times,
+              "rtf": median / duration, "gflop_per_call": flops / 1e9, "tflop_per_s": flops / median / 1e12,
+              "peak_tflops": peak_tflops,
+              "percent_of_peak": 100 * flops / median / 1e12 / peak_tflops if peak_tflops > 0 else None}
+    torch.set_num_threads(default_threads)
+    return result
+
+
+def network_variant(r):
+    return ("compiled" if r["compiled"] else "eager") + (" + CUDA graph" if r["cuda_graph"] else "")
+
+
+def calls_table(results):
+    """One markdown row per run of the calls-only benchmark."""
+    lines = ["| device | model | batch | frames | precision | network | ms/call | RTF | GFLOP/call | TFLOP/s "
+             "| % of peak |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        peak = f"{r['percent_of_peak']:.1f} % of {r['peak_tflops']:g}" if r["percent_of_peak"] is not None else "-"
+        lines.append(f"| {r['device']} | {r['model']} | {r['batch']} | {r['frames']} | {r['precision']} "
+                     f"| {network_variant(r)} | {r['ms_per_call']:.2f} | {r['rtf']:.5f} | {r['gflop_per_call']:.1f} "
+                     f"| {r['tflop_per_s']:.2f} | {peak} |")
+    return "\n".join(lines) + "\n"
+
+
 def benchmark_table(r):
     lines = [f"speed on {r['device']} ({r['threads']} threads), batch {r['batch']} x {r['seconds'] / r['batch']:.2f} s "
-             f"of audio, {r['precision']}, median of {r['repeats']} runs, each after {r['warmup']} untimed one-call "
-             "warm-up",
+             f"of audio, {r['precision']}, {network_variant(r)}, median of {r['repeats']} runs, each after "
+             f"{r['warmup']} untimed one-call warm-up",
              f"{'':8s} {'model':34s} {'steps':>5s} {'calls':>5s} {'GFLOP/call':>10s} {'GFLOP/s audio':>13s}"
              f" {'time [s]':>9s} {'RTF':>8s} {'TFLOP/s':>8s}"]
     for role in ("teacher", "student"):
@@ -449,11 +531,11 @@ def benchmark_table(r):
 
 def summary_table(results):
     """One markdown row per (batch, precision) run of the benchmark."""
-    lines = ["| batch | precision | teacher s | teacher RTF | student ms | student RTF | student TFLOP/s | speedup |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| batch | precision | network | teacher s | teacher RTF | student ms | student RTF | student TFLOP/s "
+             "| speedup |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         t, s = r["teacher"], r["student"]
-        lines.append(f"| {r['batch']} | {r['precision']} | {t['time_s']:.3f} | {t['rtf']:.4f} | {1e3 * s['time_s']:.2f} "
+        lines.append(f"| {r['batch']} | {r['precision']} | {network_variant(r)} | {t['time_s']:.3f} | {t['rtf']:.4f} | {1e3 * s['time_s']:.2f} "
                      f"| {s['rtf']:.5f} | {s['tflop_per_s']:.1f} | {r['speedup']:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -502,6 +584,18 @@ def parse_args(argv=None):
                    help="copies of the input enhanced together; several values: one run each")
     g.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS,
                    help="network arithmetic: fp32 (TF32 off), tf32, bf16 (autocast); several: one run each")
+    g.add_argument("--compile", dest="compiled", action="store_true",
+                   help="compile the networks with torch.compile (the warm-up calls compile)")
+    g.add_argument("--cuda-graph", action="store_true",
+                   help="GPU only: replay the networks from a CUDA graph of the timed shape (captured in warm-up)")
+    g.add_argument("--calls-only", action="store_true",
+                   help="time only the student's network call D(x_T, y, T) on a random [batch, 1, 256, --frames] "
+                   "spectrogram: ms per call, RTF, TFLOP/s (--checkpoint-student or --preset; no teacher, no STFT)")
+    g.add_argument("--frames", type=int, default=256,
+                   help="spectrogram frames per call for --calls-only (256 = 2.04 s, the training crop)")
+    g.add_argument("--peak-tflops", type=float, default=0.0, metavar="TF",
+                   help="the device's measured peak TFLOP/s (e.g. 800 for an H100 in bf16): report the "
+                   "percentage achieved; 0: no percentage")
     g = p.add_argument_group("training curves")
     g.add_argument("--curves", nargs="+", default=[], metavar="LOG",
                    help="log.jsonl files of teacher.py / distill.py runs: draw OUT/training_curves.png (needs matplotlib)")
@@ -523,10 +617,18 @@ def run_benchmark(a):
     results = []
     for batch in a.batch:
         for mode in a.precision:
+            if a.calls_only:
+                results.append(benchmark_calls(a.preset, a.checkpoint_student, a.device, batch, mode, a.frames,
+                                               a.repeats, a.warmup, a.compiled, a.cuda_graph, a.peak_tflops,
+                                               a.threads, a.seed))
+                table = calls_table(results).splitlines()  # the header with the first run, then a row per run
+                print("\n".join(table if len(results) == 1 else table[-1:]), flush=True)
+                continue
             results.append(benchmark(a.preset, a.checkpoint_teacher, a.checkpoint_student, a.device, a.steps,
-                                     a.repeats, a.warmup, a.seconds, a.input, a.seed, a.threads, batch, mode))
+                                     a.repeats, a.warmup, a.seconds, a.input, a.seed, a.threads, batch, mode,
+                                     a.compiled, a.cuda_graph))
             print(benchmark_table(results[-1]), end="", flush=True)
-    if len(results) > 1:
+    if len(results) > 1 and not a.calls_only:
         print(summary_table(results), end="")
     if json_path:
         write_atomic(json_path, json.dumps(results, indent=2) + "\n")

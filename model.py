@@ -177,7 +177,10 @@ class NCSNpp(nn.Module):
         proj = 2 * math.pi * torch.log(t.float())[:, None] * self.fourier_W[None, :]  # float32 always
         temb = self.temb(torch.cat([torch.sin(proj), torch.cos(proj)], dim=1).to(dtype))
 
-        x = x.to(dtype)
+        # the input in the weights' memory format: channels-last (NHWC) once the network was converted to it
+        layout = torch.channels_last if self.conv_in.weight.is_contiguous(memory_format=torch.channels_last) \
+            else torch.contiguous_format
+        x = x.to(dtype, memory_format=layout)
         pyramid = x
         hs = [self.conv_in(x)]
         for level in self.down:

@@ -14,6 +14,7 @@ import torch
 
 import evaluate
 from data import DEMO, load_audio
+from model import Denoiser
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN, NOISY = DEMO / "vbdmd" / "clean", DEMO / "vbdmd" / "noisy"
@@ -301,6 +302,41 @@ def test_benchmark_loads_checkpoints_and_refuses_foreign_files(tmp_path):
     assert message.startswith("error:") and "not a readable checkpoint" in message
 
 
+def test_calls_only_benchmark_times_the_network_and_reports_flop_rates(tmp_path, capsys, monkeypatch):
+    asked = []
+
+    def optimise(D, device, compiled=False, graph_shape=None):  # records the request; compiling is test_enhance's
+        asked.append((compiled, graph_shape))
+        return D
+
+    monkeypatch.setattr(evaluate, "optimise", optimise)
+    results = evaluate.main(["--benchmark", "--calls-only", "--preset", "tiny", "--device", "cpu", "--batch", "1", "2",
+                             "--precision", "fp32", "bf16", "--frames", "64", "--repeats", "3", "--warmup", "1",
+                             "--peak-tflops", "0.5", "--threads", "1", "--compile", "--out", str(tmp_path)])
+    assert [(r["batch"], r["precision"]) for r in results] == [(1, "fp32"), (1, "bf16"), (2, "fp32"), (2, "bf16")]
+    assert asked == [(True, None)] * 4
+    one = evaluate.flops_per_call(Denoiser("tiny", "one"), 63 * 128) / 1e9  # 64 frames = 63 x 128 samples
+    for r in results:
+        assert r["kind"] == "calls" and r["compiled"] and not r["cuda_graph"] and len(r["times_s"]) == 3
+        median = np.median(r["times_s"])
+        assert r["ms_per_call"] == pytest.approx(1e3 * median)
+        assert r["rtf"] == pytest.approx(median / (r["batch"] * 63 * 128 / 16000))
+        assert r["gflop_per_call"] == pytest.approx(r["batch"] * one)  # FLOPs grow with the batch, not the precision
+        assert r["tflop_per_s"] == pytest.approx(r["gflop_per_call"] / median / 1e3)
+        assert r["percent_of_peak"] == pytest.approx(100 * r["tflop_per_s"] / 0.5)
+    out = capsys.readouterr().out
+    assert out.count("| device | model | batch |") == 1 and out.count("| cpu | tiny, random weights |") == 4
+    assert "| compiled |" in out and "% of 0.5 |" in out
+    assert json.loads((tmp_path / "benchmark.json").read_text()) == json.loads(json.dumps(results))
+
+
+def test_calls_only_benchmark_refuses_what_it_cannot_time():
+    assert "--frames 100: must be a positive multiple of 64" in run_main(
+        "--benchmark", "--calls-only", "--preset", "tiny", "--device", "cpu", "--frames", "100")
+    assert "CUDA graphs need a GPU" in run_main("--benchmark", "--calls-only", "--preset", "tiny", "--device", "cpu",
+                                                "--cuda-graph")
+
+
 def test_benchmark_on_a_missing_gpu_fails_clearly():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -313,6 +349,7 @@ def test_help_lists_every_option_with_its_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--clean", "--enhanced", "--noisy", "--out", "--overwrite", "--pesq-mode", "--sir-sar",
                    "--composite", "--dnsmos", "--plot", "--benchmark", "--preset", "--checkpoint-teacher",
-                   "--checkpoint-student", "--device", "--steps", "--repeats", "--warmup", "--seconds", "--threads"):
+                   "--checkpoint-student", "--device", "--steps", "--repeats", "--warmup", "--seconds", "--threads",
+                   "--compile", "--cuda-graph", "--calls-only", "--frames", "--peak-tflops"):
         assert option in text
     assert "(default: 30)" in text and "(default: sgmse)" in text
