@@ -54,7 +54,8 @@ def group_norm(c):
 def fir_kernel(x, gain):
     """The separable FIR filter [1, 3, 3, 1] (x) [1, 3, 3, 1], normalised to sum `gain`,
     as a depthwise 4x4 conv weight [C, 1, 4, 4] for x [B, C, H, W]."""
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=x.dtype, device=x.device)
+    # [1, 3, 3, 1] computed on x's device: no copy from the host, which a CUDA graph cannot capture
+    k = 4 - 2 * (torch.arange(4, dtype=x.dtype, device=x.device) - 1.5).abs()
     k = torch.outer(k, k)
     return (k * (gain / k.sum())).repeat(x.shape[1], 1, 1, 1)
 

@@ -10,7 +10,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model import PRESETS, Denoiser, count_parameters, crop_spec, downsample, pad_spec, upsample  # noqa: E402
+from model import PRESETS, Denoiser, count_parameters, crop_spec, downsample, fir_kernel, pad_spec, upsample  # noqa: E402
 from sde import SDE  # noqa: E402
 
 
@@ -89,6 +89,14 @@ def test_fir_resampling_keeps_a_constant():
     assert torch.allclose(downsample(x)[..., 1:-1, 1:-1], x[..., :6, :6])  # away from the zero padding
     assert torch.allclose(upsample(x)[..., 2:-2, 2:-2], torch.full((1, 3, 28, 28), 2.0))
     assert downsample(x).shape[-2:] == (8, 8) and upsample(x).shape[-2:] == (32, 32)
+
+
+def test_fir_kernel_is_the_binomial_filter_in_every_dtype():
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        w = fir_kernel(torch.zeros(1, 2, 4, 4, dtype=dtype), 4.0)
+        assert w.shape == (2, 1, 4, 4) and w.dtype == dtype
+        assert torch.equal(w[1, 0].float(), 4 * torch.outer(k, k) / 64)
 
 
 def test_preconditioning_coefficients():
