@@ -7,6 +7,7 @@
     python evaluate.py --benchmark --batch 1 8 --precision fp32 bf16      # one run per batch size and precision
     python evaluate.py --benchmark --calls-only --batch 1 8 --precision fp32 tf32 bf16 --compile --peak-tflops 800
     python evaluate.py --curves runs/teacher/log.jsonl runs/rosecd/log.jsonl --out .   # training_curves.png
+    python evaluate.py --compare scores/rosecd scores/teacher   # paired differences of two scored folders
 
 The metric functions take 16 kHz float numpy arrays of equal length, the reference first.
 Folders are matched by relative path without extension (clean/a/b.wav goes with enhanced/a/b.flac).
@@ -261,6 +262,40 @@ def write_results(out, rows, summary, skipped, meta):
     write_atomic(out / "scores.json", json.dumps({**meta, "files": len(rows), "metrics": summary,
                                                   "skipped": skipped}, indent=2) + "\n")
     write_atomic(out / "scores.md", markdown_table(summary))
+
+
+def read_scores(folder):
+    """{file: {metric: value}} from the scores.csv that scoring wrote into folder."""
+    path = Path(folder) / "scores.csv"
+    try:
+        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+        return {r["file"]: {k: float(v) for k, v in r.items() if k != "file"} for r in rows}
+    except (OSError, KeyError, ValueError) as e:
+        raise DataError(f"{path}: not a scores.csv written by evaluate.py ({str(e).splitlines()[0][:200]})")
+
+
+def paired_differences(a, b):
+    """Model A minus model B, file by file, over the files and metrics both score (finite values):
+    {metric: {mean, sem, wins, n}}; sem = std (ddof 1) / sqrt(n), wins = files where A is higher."""
+    files = sorted(a.keys() & b.keys())
+    if not files:
+        raise DataError("the two score sets share no file")
+    out = {}
+    for key in a[files[0]]:
+        d = np.array([a[f][key] - b[f][key] for f in files if key in b[f]], np.float64)
+        d = d[np.isfinite(d)]
+        if d.size:
+            out[key] = {"mean": float(d.mean()), "sem": float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1
+                        else float("nan"), "wins": int((d > 0).sum()), "n": int(d.size)}
+    return out
+
+
+def compare_table(diff, a, b):
+    lines = [f"{a} - {b}, file by file", "| metric | mean difference | standard error | A higher |",
+             "|---|---|---|---|"]
+    for key, d in diff.items():
+        lines.append(f"| {key} | {d['mean']:+.3f} | {d['sem']:.3f} | {d['wins']}/{d['n']} |")
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -596,6 +631,10 @@ def parse_args(argv=None):
     g.add_argument("--peak-tflops", type=float, default=0.0, metavar="TF",
                    help="the device's measured peak TFLOP/s (e.g. 800 for an H100 in bf16): report the "
                    "percentage achieved; 0: no percentage")
+    g = p.add_argument_group("paired comparison")
+    g.add_argument("--compare", nargs=2, default=[], metavar=("A", "B"),
+                   help="two results folders of this scoring (scores.csv): mean difference A - B per metric over "
+                   "the files both hold, its standard error and how many files A wins")
     g = p.add_argument_group("training curves")
     g.add_argument("--curves", nargs="+", default=[], metavar="LOG",
                    help="log.jsonl files of teacher.py / distill.py runs: draw OUT/training_curves.png (needs matplotlib)")
@@ -672,6 +711,10 @@ def main(argv=None):
     try:
         if a.curves:
             return run_curves(a)
+        if a.compare:
+            diff = paired_differences(read_scores(a.compare[0]), read_scores(a.compare[1]))
+            print(compare_table(diff, *a.compare), end="")
+            return diff
         return run_benchmark(a) if a.benchmark else run_scoring(a)
     except DataError as e:
         sys.exit(f"error: {e}")

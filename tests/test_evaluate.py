@@ -353,3 +353,18 @@ def test_help_lists_every_option_with_its_default(capsys):
                    "--compile", "--cuda-graph", "--calls-only", "--frames", "--peak-tflops"):
         assert option in text
     assert "(default: 30)" in text and "(default: sgmse)" in text
+
+
+def test_compare_reports_paired_differences_of_two_scored_folders(tmp_path, capsys):
+    rows_a = [{"file": f"f{i}", "pesq": 2.0 + i, "si_sdr": 10.0 - i} for i in range(4)]
+    rows_b = [{"file": f"f{i}", "pesq": 1.5 + 2 * i, "si_sdr": 9.0 - i} for i in range(4)]
+    rows_b.append({"file": "only_in_b", "pesq": 9.0, "si_sdr": 9.0})  # ignored: A did not score it
+    for name, rows in (("a", rows_a), ("b", rows_b)):
+        evaluate.write_results(tmp_path / name, rows, evaluate.summarise(rows), [], {})
+    diff = evaluate.main(["--compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    d = np.array([0.5, -0.5, -1.5, -2.5])  # pesq: A - B = 0.5 - i
+    assert diff["pesq"]["mean"] == pytest.approx(d.mean()) and diff["pesq"]["n"] == 4
+    assert diff["pesq"]["sem"] == pytest.approx(d.std(ddof=1) / 2) and diff["pesq"]["wins"] == 1
+    assert diff["si_sdr"] == {"mean": pytest.approx(1.0), "sem": pytest.approx(0.0), "wins": 4, "n": 4}
+    assert "| si_sdr | +1.000 |" in capsys.readouterr().out
+    assert "not a scores.csv" in run_main("--compare", tmp_path / "missing", tmp_path / "b")
