@@ -485,32 +485,31 @@ def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", 
 
 
 @torch.no_grad()
-def time_calls(D, batch=1, frames=256, mode="fp32", repeats=20, warmup=3, seed=0):
-    """Seconds of each of `repeats` network calls D(x_T, y, T) alone (no STFT, no sampler, no copies to
-    or from the device) on a random spectrogram [batch, 1, 256, frames], after `warmup` untimed calls
-    (they compile and capture where asked); on a GPU each call is timed between two synchronisations."""
-    device = next(D.parameters()).device
+def time_calls(D, x_T, y, t, mode="fp32", repeats=20, warmup=3):
+    """(seconds of each of `repeats` network calls D(x_T, y, t) alone, the last output): no STFT, no
+    sampler, no copies to or from the device, after `warmup` untimed calls (they compile and capture
+    where asked); on a GPU each call is timed between two synchronisations."""
+    device = x_T.device
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    x_T, y = (0.1 * torch.randn(batch, 1, NUM_FREQS, frames, dtype=torch.complex64, device=device,
-                                generator=generator) for _ in range(2))
-    t = torch.full((batch,), D.sde.T, device=device)
     times = []
     with precision(mode, device):
         for i in range(warmup + repeats):
             sync()
             t0 = time.perf_counter()
-            D(x_T, y, t)
+            out = D(x_T, y, t)
             sync()
             times.append(time.perf_counter() - t0)
-    return times[warmup:]
+    return times[warmup:], out
 
 
 def benchmark_calls(preset="reference", checkpoint="", device="auto", batch=1, mode="fp32", frames=256, repeats=20,
                     warmup=3, compiled=False, cuda_graph=False, peak_tflops=0.0, threads=0, seed=0):
     """One network call of the student (checkpoint, or random weights of preset) alone: median ms per call,
     RTF per call (time / the batch's audio, batch x (frames - 1) x 128 samples), FLOPs and TFLOP/s
-    achieved, and with peak_tflops > 0 (the device's measured ceiling) the percentage of it."""
+    achieved, and with peak_tflops > 0 (the device's measured ceiling) the percentage of it; and the
+    relative error of the timed call's output against the plain float32 call, ||D - D_32|| / ||D_32||.
+    Random weights: NCSN++ starts its output layers at zero, which would make the output the skip
+    term alone; such layers get N(0, 0.01^2) weights here, so that every path reaches the output."""
     default_threads = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
@@ -518,16 +517,29 @@ def benchmark_calls(preset="reference", checkpoint="", device="auto", batch=1, m
         raise DataError(f"--frames {frames}: must be a positive multiple of 64 (the U-Net halves it 6 times)")
     device = benchmark_device(device, batch, cuda_graph)
     D, what = load_denoiser(checkpoint, preset, "one", device)
+    if not checkpoint:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        with torch.no_grad():
+            for p in D.parameters():
+                if not p.any():
+                    p.normal_(0, 0.01, generator=generator)
     flops = flops_per_call(D, crop_samples(frames)) * batch  # before optimise: a replayed graph shows no operations
+    generator = torch.Generator(device=device).manual_seed(seed)
+    x_T, y = (0.1 * torch.randn(batch, 1, NUM_FREQS, frames, dtype=torch.complex64, device=device,
+                                generator=generator) for _ in range(2))
+    t = torch.full((batch,), D.sde.T, device=device)
+    with torch.no_grad(), precision("fp32", device):
+        exact = D(x_T, y, t)  # plain float32, before optimise: the reference of the error
     optimise(D, device, compiled, (batch, 4, NUM_FREQS, frames) if cuda_graph else None)
-    times = time_calls(D, batch, frames, mode, repeats, warmup, seed)
+    times, out = time_calls(D, x_T, y, t, mode, repeats, warmup)
+    error = float(torch.linalg.norm(out - exact) / torch.linalg.norm(exact))
     median, duration = float(np.median(times)), batch * crop_samples(frames) / SAMPLE_RATE
     result = {"kind": "calls", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "torch": torch.__version__, "model": what, "batch": batch,
               "frames": frames, "seconds": duration, "precision": mode, "compiled": compiled, "cuda_graph": cuda_graph,
               "repeats": repeats, "warmup": warmup, "ms_per_call": 1e3 * median, "times_s": times,
               "rtf": median / duration, "gflop_per_call": flops / 1e9, "tflop_per_s": flops / median / 1e12,
-              "peak_tflops": peak_tflops,
+              "peak_tflops": peak_tflops, "rel_error_vs_fp32": error,
               "percent_of_peak": 100 * flops / median / 1e12 / peak_tflops if peak_tflops > 0 else None}
     torch.set_num_threads(default_threads)
     return result
@@ -540,12 +552,12 @@ def network_variant(r):
 def calls_table(results):
     """One markdown row per run of the calls-only benchmark."""
     lines = ["| device | model | batch | frames | precision | network | ms/call | RTF | GFLOP/call | TFLOP/s "
-             "| % of peak |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| % of peak | error vs fp32 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         peak = f"{r['percent_of_peak']:.1f} % of {r['peak_tflops']:g}" if r["percent_of_peak"] is not None else "-"
         lines.append(f"| {r['device']} | {r['model']} | {r['batch']} | {r['frames']} | {r['precision']} "
                      f"| {network_variant(r)} | {r['ms_per_call']:.2f} | {r['rtf']:.5f} | {r['gflop_per_call']:.1f} "
-                     f"| {r['tflop_per_s']:.2f} | {peak} |")
+                     f"| {r['tflop_per_s']:.2f} | {peak} | {r['rel_error_vs_fp32']:.1e} |")
     return "\n".join(lines) + "\n"
 
 

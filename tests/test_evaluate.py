@@ -324,6 +324,10 @@ def test_calls_only_benchmark_times_the_network_and_reports_flop_rates(tmp_path,
         assert r["gflop_per_call"] == pytest.approx(r["batch"] * one)  # FLOPs grow with the batch, not the precision
         assert r["tflop_per_s"] == pytest.approx(r["gflop_per_call"] / median / 1e3)
         assert r["percent_of_peak"] == pytest.approx(100 * r["tflop_per_s"] / 0.5)
+        if r["precision"] == "fp32":  # the same arithmetic as the reference call
+            assert r["rel_error_vs_fp32"] < 1e-5
+        else:  # bf16 rounds; the zero-initialised output layers were filled, so the error is not the skip's 0
+            assert 1e-4 < r["rel_error_vs_fp32"] < 5e-2, r["rel_error_vs_fp32"]
     out = capsys.readouterr().out
     assert out.count("| device | model | batch |") == 1 and out.count("| cpu | tiny, random weights |") == 4
     assert "| compiled |" in out and "% of 0.5 |" in out
