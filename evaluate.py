@@ -300,6 +300,16 @@ def compare_table(diff, a, b):
 
 # ----------------------------------------------------------------------------- pictures
 
+def save_png(fig, png, dpi):
+    """Write a matplotlib figure through a temporary file and a rename, then close it."""
+    import matplotlib.pyplot as plt
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png.with_name(png.name + ".tmp"), format="png", dpi=dpi)
+    os.replace(png.with_name(png.name + ".tmp"), png)
+    plt.close(fig)
+
+
 def plot_spectrograms(paths, png):
     """One PNG of the log-magnitude spectrograms of paths {role: file} (noisy, enhanced, clean,
     left to right), STFT 510/128 as the model sees it, one colour scale: 80 dB below the loudest bin."""
@@ -323,11 +333,7 @@ def plot_spectrograms(paths, png):
         ax.set_xlabel("time [s]")
     axes[0][0].set_ylabel("frequency [kHz]")
     fig.colorbar(im, ax=list(axes[0]), label="dB")
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png.with_name(png.name + ".tmp"), format="png", dpi=100)
-    os.replace(png.with_name(png.name + ".tmp"), png)
-    plt.close(fig)
+    save_png(fig, png, dpi=100)
 
 
 def read_log(path):
@@ -371,11 +377,7 @@ def plot_curves(logs, png, smooth=20):
         for row in range(3):
             axes[row][col].legend(fontsize=8)
             axes[row][col].grid(alpha=0.3)
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png.with_name(png.name + ".tmp"), format="png", dpi=90)
-    os.replace(png.with_name(png.name + ".tmp"), png)
-    plt.close(fig)
+    save_png(fig, png, dpi=90)
 
 
 # ----------------------------------------------------------------------------- speed
@@ -517,14 +519,13 @@ def benchmark_calls(preset="reference", checkpoint="", device="auto", batch=1, m
         raise DataError(f"--frames {frames}: must be a positive multiple of 64 (the U-Net halves it 6 times)")
     device = benchmark_device(device, batch, cuda_graph)
     D, what = load_denoiser(checkpoint, preset, "one", device)
+    generator = torch.Generator(device=device).manual_seed(seed)
     if not checkpoint:
-        generator = torch.Generator(device=device).manual_seed(seed)
         with torch.no_grad():
             for p in D.parameters():
                 if not p.any():
                     p.normal_(0, 0.01, generator=generator)
     flops = flops_per_call(D, crop_samples(frames)) * batch  # before optimise: a replayed graph shows no operations
-    generator = torch.Generator(device=device).manual_seed(seed)
     x_T, y = (0.1 * torch.randn(batch, 1, NUM_FREQS, frames, dtype=torch.complex64, device=device,
                                 generator=generator) for _ in range(2))
     t = torch.full((batch,), D.sde.T, device=device)

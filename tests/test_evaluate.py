@@ -268,6 +268,37 @@ def test_plot_writes_a_real_png_where_matplotlib_is_installed(tmp_path):
     assert (tmp_path / "p287_001.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_curves_put_teacher_and_student_runs_in_their_own_columns(tmp_path, monkeypatch):
+    """plot_curves with a stand-in matplotlib: which numbers go to which panel."""
+    grid, fig, pyplot = [[mock.MagicMock() for _ in range(2)] for _ in range(3)], mock.MagicMock(), mock.MagicMock()
+    fig.savefig.side_effect = lambda path, **kw: Path(path).write_bytes(b"\x89PNG")
+    pyplot.subplots.return_value = fig, grid
+    matplotlib = types.ModuleType("matplotlib")
+    matplotlib.use, matplotlib.pyplot = (lambda backend: None), pyplot
+    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", pyplot)
+    logs = {"teacher": [{"event": "start", "step": 0}] + [{"event": "train", "step": 10 * i, "loss": 100.0 - i}
+                                                          for i in range(1, 4)]
+            + [{"event": "valid", "step": 30, "pesq": 1.4, "estoi": 0.5, "si_sdr": 6.0}],
+            "student": [{"event": "train", "step": 10, "loss": 1e-3, "consistency": 5e-4}]
+            + [{"event": "valid", "step": 10, "teacher_pesq": 1.38, "teacher_si_sdr": 6.3, "student_pesq": 1.39,
+                "student_si_sdr": 6.7}]}
+    for name, entries in logs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    # the student's log first: the teacher still takes the first column
+    assert run_main("--curves", tmp_path / "student" / "log.jsonl", tmp_path / "teacher" / "log.jsonl",
+                    "--out", tmp_path / "out") is None
+    assert (tmp_path / "out" / "training_curves.png").read_bytes() == b"\x89PNG"
+    steps, losses = grid[0][0].plot.call_args.args[:2]
+    assert list(steps) == [10, 20, 30] and list(losses) == [99.0, 98.0, 97.0]  # fewer entries than the smoothing
+    assert list(grid[0][1].plot.call_args.args[1]) == [5e-4]  # a student's loss is its consistency term
+    assert grid[2][0].plot.call_args.args[1] == [6.0] and grid[2][1].plot.call_args.args[1] == [6.7]
+    assert grid[1][1].axhline.call_args.args[0] == 1.38  # the teacher's score, dashed
+    (tmp_path / "broken.jsonl").write_text("not json")
+    assert "not a readable training log" in run_main("--curves", tmp_path / "broken.jsonl", "--out", tmp_path / "b")
+
+
 # ----------------------------------------------------------------------------- speed
 
 def test_benchmark_speedup_is_close_to_the_ratio_of_network_calls(tmp_path, capsys):
