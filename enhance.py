@@ -14,7 +14,7 @@ whole file), then chunk by chunk the compressed spectrogram, padding to a multip
 the sampler, and back to a waveform, the chunks cross-faded into one output. enhance_file adds
 reading (any rate, channels averaged), resampling and the safe write; main() only parses options.
 
-Fast by default where it is safe (issue 6): the network runs in channels-last memory format, and on
+Fast by default where it is safe: the network runs in channels-last memory format, and on
 a GPU in bf16 autocast (the STFTs, the preconditioning and the Fourier features stay float32) on 8
 chunks of a long file per call; --compile adds torch.compile, --cuda-graph replays the U-Net from
 a CUDA graph for full chunks (optimise, GraphedNet). On a CPU the defaults are float32, chunk by chunk.
