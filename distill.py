@@ -22,10 +22,11 @@ import torch
 
 import data
 from data import DataError, crop_samples, spec_to_wav, wav_to_spec
+from enhance import load_model
 from evaluate import score
 from model import Denoiser
-from sde import SDE, bcast, heun_step, randn_like, time_grid
-from teacher import TrainConfig, fit, load_checkpoint, parse_config, set_determinism, setup_distributed, validate
+from sde import bcast, heun_step, randn_like, time_grid
+from teacher import TrainConfig, fit, parse_config, set_determinism, setup_distributed, validate
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
@@ -150,12 +151,10 @@ def validator(teacher, sde, pairs, cfg):
 
 def load_teacher(path, device):
     """The frozen teacher (its EMA weights) from a teacher.py checkpoint."""
-    ckpt = load_checkpoint(path, device)
-    if ckpt["kind"] != "teacher":
-        raise DataError(f"{path} is a {ckpt['kind']} checkpoint: --teacher needs one written by teacher.py")
-    teacher = Denoiser(**ckpt["model"]).to(device)
-    teacher.load_state_dict(ckpt["ema"])
-    return teacher.eval().requires_grad_(False), SDE(**ckpt["sde"])
+    teacher, sde, kind = load_model(path, device)
+    if kind != "teacher":
+        raise DataError(f"{path} is a {kind} checkpoint: --teacher needs one written by teacher.py")
+    return teacher.requires_grad_(False), sde
 
 
 def distill(cfg):

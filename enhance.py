@@ -329,7 +329,7 @@ def pick_device(name):
     if device is None or device.type not in ("cpu", "cuda"):
         raise DataError(f"--device {name}: expected auto, cpu, cuda or cuda:K")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"--device {name}: CUDA is not available on this machine")
+        raise DataError(f"--device {name}: this machine has no CUDA device")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise DataError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from data import AUDIO_EXTS, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, load_audio, read_audio, \
     resample, wav_to_spec
-from enhance import PRECISIONS, enhance_batch, load_model, optimise, precision
+from enhance import PRECISIONS, enhance_batch, load_model, optimise, pick_device, precision
 from model import NUM_FREQS, PRESETS, Denoiser, pad_spec
 
 EPS = 1e-12
@@ -436,9 +436,7 @@ def benchmark_device(device, batch, cuda_graph):
     """The torch.device of a benchmark, its options checked."""
     if batch < 1:
         raise DataError(f"--batch {batch}: must be at least 1")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"--device {device}: this machine has no CUDA device")
+    device = pick_device(device)
     if cuda_graph and device.type != "cuda":
         raise DataError(f"--cuda-graph: CUDA graphs need a GPU; the device is {device}")
     return device
