@@ -14,10 +14,11 @@ whole file), then chunk by chunk the compressed spectrogram, padding to a multip
 the sampler, and back to a waveform, the chunks cross-faded into one output. enhance_file adds
 reading (any rate, channels averaged), resampling and the safe write; main() only parses options.
 
-Fast by default where it is safe: the network runs in channels-last memory format, and on
-a GPU in bf16 autocast (the STFTs, the preconditioning and the Fourier features stay float32) on 8
-chunks of a long file per call; --compile adds torch.compile, --cuda-graph replays the U-Net from
-a CUDA graph for full chunks (optimise, GraphedNet). On a CPU the defaults are float32, chunk by chunk.
+Fast by default where it is safe: on a GPU the network runs in float16 autocast (the STFTs, the
+preconditioning and the Fourier features stay float32; a file whose output overflows float16 is redone in
+float32) on 8 chunks of a long file per call, with cuDNN's fastest convolution algorithms; --compile adds
+torch.compile, --cuda-graph replays the U-Net from a CUDA graph for full chunks (optimise, GraphedNet).
+On a CPU the defaults are float32 in channels-last memory format, chunk by chunk.
 """
 import argparse
 import contextlib
@@ -36,14 +37,17 @@ from tqdm import tqdm
 
 from data import AUDIO_EXTS, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, read_audio, resample, spec_to_wav, \
     wav_to_spec
-from model import NUM_FREQS, Denoiser, crop_spec, pad_spec
+from model import NUM_FREQS, Denoiser, GroupNorm, crop_spec, pad_spec
 from sde import SDE, pc_sample
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "rosecd-small.pt"
 CHUNK_FRAMES = 512    # STFT frames per chunk: 511 * 128 = 65,408 samples = 4.09 s at 16 kHz
 OVERLAP_FRAMES = 64   # frames neighbouring chunks share, cross-faded: 8,192 samples = 0.51 s
-PRECISIONS = ("fp32", "tf32", "bf16")  # arithmetic of the network calls (see precision())
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # arithmetic of the network calls (see precision())
 GPU_BATCH = 8         # chunks per network call on a GPU by default (on a CPU: 1, memory stays per chunk)
+# float16 rather than bfloat16 on a GPU by default: on the H100 a reference call in bf16 is 1.1e-2 to 2.5e-2
+# away from float32 (relative L2 error), in fp16 1.3e-3 to 2.9e-3, at the same speed (RESULTS.md 5)
+GPU_PRECISION = "fp16"
 # Output format by extension. WAV as 32-bit float: the enhanced samples are written exactly, with
 # no 16-bit rounding and no clipping where the estimate goes above full scale (it may: the output
 # is scaled back by the noisy peak), so metrics computed from the files equal those in memory.
@@ -107,17 +111,26 @@ def enhance_batch(D, sde, noisy, steps=1, generator=None):
     return x.float().cpu().numpy() * scale, calls
 
 
+def check_precision(mode, device):
+    if mode not in PRECISIONS:
+        raise DataError(f"precision {mode!r}: choose one of {', '.join(PRECISIONS)}")
+    if mode == "fp16" and torch.device(device).type != "cuda":
+        raise DataError("precision fp16 is for GPUs (a CPU emulates float16 convolutions, many times slower); "
+                        "use fp32 or bf16")
+
+
 @contextlib.contextmanager
 def precision(mode, device):
     """Arithmetic of the network calls inside: fp32 (exact float32: TF32 off for matmuls and
-    convolutions), tf32 (float32 data, TF32 tensor cores) or bf16 (bf16 autocast; the network's
-    Fourier features and the STFTs stay float32). On a CPU, tf32 is fp32."""
-    if mode not in PRECISIONS:
-        raise DataError(f"precision {mode!r}: choose one of {', '.join(PRECISIONS)}")
+    convolutions), tf32 (float32 data, TF32 tensor cores), bf16 or fp16 (autocast to bfloat16 or float16:
+    convolutions and matmuls in 16 bits with float32 sums, normalisations in float32; the network's Fourier
+    features and the STFTs stay float32). On a CPU, tf32 is fp32 and fp16 is refused (CPUs emulate it)."""
+    check_precision(mode, device)
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
     try:
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=mode == "bf16"):
+        with torch.autocast(torch.device(device).type, dtype=torch.float16 if mode == "fp16" else torch.bfloat16,
+                            enabled=mode in ("bf16", "fp16")):
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
@@ -164,16 +177,27 @@ def enhance_wav(D, sde, noisy, steps=30, generator=None, chunk_frames=None, over
 # ----------------------------------------------------------------------------- fast inference
 
 def optimise(D, device, compiled=False, graph_shape=None):
-    """D, changed in place for fast inference on `device`: channels-last memory format (NHWC, the layout
-    of cuDNN's and oneDNN's fastest convolutions; NCSNpp converts its input to match: 1.4 x faster for
-    the small preset on a 2-core AVX-512 CPU, the output equal up to float rounding). compiled: the
-    U-Net compiled by torch.compile (the first call of each input shape compiles, for a minute or
-    more). graph_shape [B, 4, 256, T], on a GPU only: the U-Net replayed from a CUDA graph for
-    inputs of that shape (GraphedNet). The Denoiser's complex preconditioning stays eager."""
-    D.to(memory_format=torch.channels_last)
+    """D, changed in place for fast inference on `device`, with the same output up to float rounding.
+    On a CPU: channels-last memory format (NHWC; NCSNpp converts its input to match), the layout of oneDNN's
+    fastest convolutions: 1.4 x faster for the small preset on a 2-core AVX-512 CPU. On a GPU the network
+    stays NCHW, 1.5 x faster there than channels-last in eager mode (RESULTS.md 5), and cuDNN times its
+    convolution algorithms on the first call of each shape and keeps the fastest (cudnn.benchmark).
+    compiled: the U-Net compiled by torch.compile (the first call of each input shape compiles, for a minute
+    or more); on a GPU its group norms take per-channel moments first (GroupNorm). graph_shape
+    [B, 4, 256, T], on a GPU only: the U-Net replayed from a CUDA graph for inputs of that shape
+    (GraphedNet). The Denoiser's complex preconditioning stays eager."""
+    gpu = torch.device(device).type == "cuda"
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+    else:
+        D.to(memory_format=torch.channels_last)
     if compiled:
+        if gpu:
+            for m in D.net.modules():
+                if isinstance(m, GroupNorm):
+                    m.per_channel_moments = True
         D.net.compile()
-    if graph_shape is not None and torch.device(device).type == "cuda":
+    if graph_shape is not None and gpu:
         D.net = GraphedNet(D.net, graph_shape)
     return D
 
@@ -183,24 +207,27 @@ class GraphedNet(torch.nn.Module):
 
     A CUDA graph records the kernels of one call with their memory addresses and launches them all at
     once: at batch 1 the launches of the ~1,000 kernels of an eager call, not the arithmetic, set the
-    time. The first call of that shape captures the graph, in the autocast state of that call (so
-    capture and replay under the same precision()); each call copies its inputs into the recorded
+    time. The first call of that shape under each precision() captures a graph in that autocast state
+    (a graph replays the arithmetic it recorded); each call copies its inputs into the recorded
     ones, replays, and returns a copy of the recorded output, which the next replay overwrites."""
 
     def __init__(self, net, shape):
         super().__init__()
-        self.net, self.shape, self.graph = net, tuple(shape), None
+        self.net, self.shape, self.graphs = net, tuple(shape), {}
 
     def forward(self, x, t):
         if tuple(x.shape) != self.shape:
             return self.net(x, t)  # another shape (a file shorter than a chunk, a last smaller group): eager
-        if self.graph is None:
-            self.x, self.t = x.clone(), t.clone()
-            self.graph, self.out = capture_graph(lambda: self.net(self.x, self.t))
-        self.x.copy_(x)
-        self.t.copy_(t)
-        self.graph.replay()
-        return self.out.clone()
+        key = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
+        if key not in self.graphs:
+            x_in, t_in = x.clone(), t.clone()
+            graph, out = capture_graph(lambda: self.net(x_in, t_in))
+            self.graphs[key] = graph, x_in, t_in, out
+        graph, x_in, t_in, out = self.graphs[key]
+        x_in.copy_(x)
+        t_in.copy_(t)
+        graph.replay()
+        return out.clone()
 
 
 def capture_graph(fn):
@@ -274,6 +301,11 @@ def enhance_file(D, sde, src, dst, steps=1, seed=0, out_rate="input", overwrite=
         generator = torch.Generator(device=device).manual_seed(seed)  # per file: output = f(file, seed)
         with precision(mode, device):
             enhanced, calls = enhance_wav(D, sde, wav, steps, generator, chunk_frames=CHUNK_FRAMES, batch=batch)
+        if mode == "fp16" and not np.isfinite(enhanced).all():  # float16 overflows above 65,504: redo in float32
+            warnings.append(f"{src}: the float16 network overflowed; enhanced again in float32")
+            generator.manual_seed(seed)
+            with precision("fp32", device):
+                enhanced, calls = enhance_wav(D, sde, wav, steps, generator, chunk_frames=CHUNK_FRAMES, batch=batch)
         if not np.isfinite(enhanced).all():
             raise DataError(f"{src}: the network's output is not finite; is the checkpoint broken?")
     if out_rate == "input":
@@ -339,7 +371,7 @@ def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto
                   out_rate="input", mode="auto", batch=None, compiled=False, cuda_graph=False):
     """The command line's work: every input file, or every audio file under an input folder, into
     the folder `out`. A file that fails gets an 'error:' line and no output, and the rest go on.
-    mode "auto" is bf16 on a GPU and fp32 on a CPU; batch None is GPU_BATCH chunks on a GPU, 1 on a CPU.
+    mode "auto" is GPU_PRECISION on a GPU and fp32 on a CPU; batch None is GPU_BATCH chunks on a GPU, 1 on a CPU.
     Returns the exit status: 1 when any input failed, else 0."""
     if steps is not None and steps < 1:
         raise DataError(f"--steps {steps}: must be at least 1")
@@ -349,7 +381,8 @@ def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto
     device = pick_device(device)
     if cuda_graph and device.type != "cuda":
         raise DataError(f"--cuda-graph: CUDA graphs need a GPU; the device is {device}")
-    mode = ("bf16" if device.type == "cuda" else "fp32") if mode == "auto" else mode
+    mode = (GPU_PRECISION if device.type == "cuda" else "fp32") if mode == "auto" else mode
+    check_precision(mode, device)
     batch = batch or (GPU_BATCH if device.type == "cuda" else 1)
     checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     if not checkpoint.is_file():
@@ -413,8 +446,8 @@ def main(argv=None):
     parser.add_argument("--out-rate", choices=("input", "16000"), default="input",
                         help="sample rate of the outputs: the input's, or the model's 16 kHz (default: input)")
     parser.add_argument("--precision", dest="mode", choices=("auto",) + PRECISIONS, default="auto",
-                        help="arithmetic of the network: fp32, tf32 (float32 data on TF32 tensor cores) or bf16 "
-                        "autocast (the STFTs stay float32); auto is bf16 on a GPU, fp32 on a CPU (default: auto)")
+                        help="arithmetic of the network: fp32, tf32 (float32 data on TF32 tensor cores), bf16 or fp16 "
+                        "autocast (GPU only; the STFTs stay float32); auto is fp16 on a GPU, fp32 on a CPU (default: auto)")
     parser.add_argument("--batch", metavar="B", type=int, default=None,
                         help=f"chunks of a long file per network call; one-step outputs do not depend on it "
                         f"(default: {GPU_BATCH} on a GPU, 1 on a CPU)")

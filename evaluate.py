@@ -5,7 +5,8 @@
     python evaluate.py --clean C --enhanced E --noisy N --plot p287_001   # and a PNG spectrogram (needs matplotlib)
     python evaluate.py --benchmark --preset small --device cuda           # teacher (30-step PC) vs student speed
     python evaluate.py --benchmark --batch 1 8 --precision fp32 bf16      # one run per batch size and precision
-    python evaluate.py --benchmark --calls-only --batch 1 8 --precision fp32 tf32 bf16 --compile --peak-tflops 800
+    python evaluate.py --benchmark --calls-only --batch 1 8 --precision fp32 tf32 bf16 fp16 --peak-tflops 765
+    python evaluate.py --benchmark --calls-only --batch 8 --precision fp16 --compile --cuda-graph --peak-tflops 765
     python evaluate.py --curves runs/teacher/log.jsonl runs/rosecd/log.jsonl --out .   # training_curves.png
     python evaluate.py --compare scores/rosecd scores/teacher   # paired differences of two scored folders
 
@@ -448,8 +449,8 @@ def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", 
     """Teacher (PC, N = steps, 2N calls) and student (one call) on the same input and device:
     median time, real-time factor RTF = time / audio duration (batch x the input's), speedup,
     FLOPs and the FLOP rate achieved. threads > 0 sets torch's CPU threads for the run (one
-    thread is steadier on a busy machine). mode: fp32, tf32 or bf16 (enhance.precision).
-    Both networks go through enhance.optimise: channels-last, torch.compile if compiled,
+    thread is steadier on a busy machine). mode: fp32, tf32, bf16 or fp16 (enhance.precision).
+    Both networks go through enhance.optimise (the memory format, cuDNN's algorithm search), torch.compile if compiled,
     a CUDA graph of the input's shape if cuda_graph (the warm-up calls compile and capture)."""
     default_threads = torch.get_num_threads()
     if threads > 0:
@@ -629,7 +630,8 @@ def parse_args(argv=None):
     g.add_argument("--batch", type=int, nargs="+", default=[1], metavar="B",
                    help="copies of the input enhanced together; several values: one run each")
     g.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS,
-                   help="network arithmetic: fp32 (TF32 off), tf32, bf16 (autocast); several: one run each")
+                   help="network arithmetic: fp32 (TF32 off), tf32, bf16 or fp16 (autocast; fp16 on a GPU only); "
+                   "several: one run each")
     g.add_argument("--compile", dest="compiled", action="store_true",
                    help="compile the networks with torch.compile (the warm-up calls compile)")
     g.add_argument("--cuda-graph", action="store_true",

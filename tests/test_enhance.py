@@ -6,6 +6,7 @@ leaves a partial file.
 The tiny NCSN++ costs about a second of CPU per 4-s chunk, so the tests that need many chunks
 (call counting, memory) swap its U-Net for Wide, a cheap stand-in of the same interface; all
 else, the Denoiser's preconditioning included, is the real code."""
+import contextlib
 import dataclasses
 import os
 import re
@@ -130,13 +131,16 @@ def test_bf16_changes_the_arithmetic_but_stays_close_to_fp32():
     D = tiny("one")
     noisy = demo_speech(1.0)[None]
     out = {}
-    for mode in enhance.PRECISIONS:
+    for mode in ("fp32", "tf32", "bf16"):
         with enhance.precision(mode, "cpu"):
             out[mode], _ = enhance.enhance_batch(D, D.sde, noisy, 1, torch.Generator().manual_seed(0))
     assert np.array_equal(out["fp32"], out["tf32"])  # a CPU has no TF32
     err = np.linalg.norm(out["bf16"] - out["fp32"]) / np.linalg.norm(out["fp32"])
     assert 0 < err < 0.05, err
     with pytest.raises(DataError, match="choose one of"):
+        with enhance.precision("fp8", "cpu"):
+            pass
+    with pytest.raises(DataError, match="fp16 is for GPUs"):  # a CPU would emulate it, many times slower
         with enhance.precision("fp16", "cpu"):
             pass
 
@@ -173,6 +177,50 @@ def test_channels_last_network_gives_the_contiguous_output():
     assert layouts == [True]  # the input follows the weights into NHWC
     err = ((out - ref).abs().max() / ref.abs().max()).item()
     assert err < 1e-5, err
+
+
+def test_optimise_for_a_gpu_keeps_nchw_and_compiles_with_per_channel_moments(monkeypatch):
+    """What optimise changes for a GPU, checked on a CPU model (nothing here runs on a GPU)."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    D = tiny("one")
+    enhance.optimise(D, "cuda", compiled=True)
+    assert torch.backends.cudnn.benchmark  # cuDNN times its algorithms once per shape
+    assert D.net.conv_in.weight.is_contiguous()  # NCHW on a GPU
+    norms = [m for m in D.net.modules() if isinstance(m, enhance.GroupNorm)]
+    assert norms and all(m.per_channel_moments for m in norms)
+    cpu = tiny("one")
+    enhance.optimise(cpu, "cpu", compiled=True)
+    assert not any(m.per_channel_moments for m in cpu.net.modules() if isinstance(m, enhance.GroupNorm))
+
+
+def test_a_float16_overflow_is_enhanced_again_in_float32(tmp_path, monkeypatch):
+    """fp16 needs a GPU; here precision() is faked so that the network's output overflows in "fp16" only."""
+    modes = []
+
+    @contextlib.contextmanager
+    def fake_precision(mode, device):
+        modes.append(mode)
+        yield
+
+    class Overflowing(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, t):
+            out = self.net(x, t)
+            return out * float("inf") if modes[-1] == "fp16" else out
+
+    monkeypatch.setattr(enhance, "precision", fake_precision)
+    D = tiny("one")
+    src = tmp_path / "a.wav"
+    sf.write(src, demo_speech(0.5), 16000)
+    ref, _, warnings = enhance.enhance_file(D, D.sde, src, tmp_path / "ref.wav", mode="fp32")
+    D.net = Overflowing(D.net)
+    _, calls, warnings = enhance.enhance_file(D, D.sde, src, tmp_path / "out.wav", mode="fp16")
+    assert modes == ["fp32", "fp16", "fp32"] and calls == 1
+    assert len(warnings) == 1 and "overflowed; enhanced again in float32" in warnings[0]
+    assert np.array_equal(sf.read(tmp_path / "out.wav")[0], sf.read(tmp_path / "ref.wav")[0])  # the same seed
 
 
 class FakeGraph:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model import PRESETS, Denoiser, count_parameters, crop_spec, downsample, fir_kernel, pad_spec, upsample  # noqa: E402
+from model import PRESETS, Denoiser, GroupNorm, count_parameters, crop_spec, downsample, pad_spec, upsample  # noqa: E402
 from sde import SDE  # noqa: E402
 
 
@@ -91,12 +92,39 @@ def test_fir_resampling_keeps_a_constant():
     assert downsample(x).shape[-2:] == (8, 8) and upsample(x).shape[-2:] == (32, 32)
 
 
-def test_fir_kernel_is_the_binomial_filter_in_every_dtype():
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    for dtype in (torch.float32, torch.bfloat16, torch.float16):
-        w = fir_kernel(torch.zeros(1, 2, 4, 4, dtype=dtype), 4.0)
-        assert w.shape == (2, 1, 4, 4) and w.dtype == dtype
-        assert torch.equal(w[1, 0].float(), 4 * torch.outer(k, k) / 64)
+def fir_by_convolution(x, up):
+    """The definition of NCSN++'s FIR resampling: a depthwise 4 x 4 convolution with [1, 3, 3, 1] (x) [1, 3, 3, 1]
+    of sum 1 (down: stride 2, padding 1) or sum 4 (up: zero-stuffing, i.e. a transposed convolution)."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    w = (torch.outer(k, k) / 64 * (4 if up else 1)).repeat(x.shape[1], 1, 1, 1)
+    conv = F.conv_transpose2d if up else F.conv2d
+    return conv(x.double(), w, stride=2, padding=1, groups=x.shape[1])
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_polyphase_fir_resampling_equals_the_depthwise_convolution(layout):
+    x = torch.randn(2, 3, 8, 16, generator=torch.Generator().manual_seed(0)).to(memory_format=layout)
+    for fn, up in ((downsample, False), (upsample, True)):
+        out = fn(x)
+        assert out.shape == fir_by_convolution(x, up).shape and out.dtype == x.dtype
+        assert torch.allclose(out.double(), fir_by_convolution(x, up), atol=1e-6), fn.__name__
+    for dtype in (torch.bfloat16, torch.float16):  # lower precisions keep their dtype and stay close
+        assert upsample(x.to(dtype)).dtype == dtype
+        assert (downsample(x.to(dtype)).double() - fir_by_convolution(x, False)).abs().max() < 0.05
+
+
+def test_group_norm_from_per_channel_moments_equals_nn_group_norm(monkeypatch):
+    gn = GroupNorm(4, 16, eps=1e-6)
+    with torch.no_grad():
+        gn.weight.normal_(generator=torch.Generator().manual_seed(0))
+        gn.bias.normal_(generator=torch.Generator().manual_seed(1))
+    x = 100 + 3 * torch.randn(2, 16, 8, 12, generator=torch.Generator().manual_seed(2))  # a large mean: no cancellation
+    ref = gn(x)
+    monkeypatch.setattr(gn, "per_channel_moments", True)
+    out = gn(x)
+    assert torch.allclose(out, ref, atol=1e-4), (out - ref).abs().max()
+    assert torch.allclose(out, torch.nn.functional.group_norm(x, 4, gn.weight, gn.bias, 1e-6), atol=1e-4)
+    assert sorted(gn.state_dict()) == ["bias", "weight"]  # the same keys as nn.GroupNorm: checkpoints load
 
 
 def test_preconditioning_coefficients():
