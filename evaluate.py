@@ -642,8 +642,8 @@ def parse_args(argv=None):
     g.add_argument("--frames", type=int, default=256,
                    help="spectrogram frames per call for --calls-only (256 = 2.04 s, the training crop)")
     g.add_argument("--peak-tflops", type=float, default=0.0, metavar="TF",
-                   help="the device's measured peak TFLOP/s (e.g. 800 for an H100 in bf16): report the "
-                   "percentage achieved; 0: no percentage")
+                   help="the device's measured peak TFLOP/s (e.g. 765: a bf16 matrix product on the H100 of RESULTS.md): "
+                   "report the percentage achieved; 0: no percentage")
     g = p.add_argument_group("paired comparison")
     g.add_argument("--compare", nargs=2, default=[], metavar=("A", "B"),
                    help="two results folders of this scoring (scores.csv): mean difference A - B per metric over "
