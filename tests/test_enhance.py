@@ -215,7 +215,7 @@ def test_a_float16_overflow_is_enhanced_again_in_float32(tmp_path, monkeypatch):
     D = tiny("one")
     src = tmp_path / "a.wav"
     sf.write(src, demo_speech(0.5), 16000)
-    ref, _, warnings = enhance.enhance_file(D, D.sde, src, tmp_path / "ref.wav", mode="fp32")
+    enhance.enhance_file(D, D.sde, src, tmp_path / "ref.wav", mode="fp32")
     D.net = Overflowing(D.net)
     _, calls, warnings = enhance.enhance_file(D, D.sde, src, tmp_path / "out.wav", mode="fp16")
     assert modes == ["fp32", "fp16", "fp32"] and calls == 1
