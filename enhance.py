@@ -446,8 +446,9 @@ def main(argv=None):
     parser.add_argument("--out-rate", choices=("input", "16000"), default="input",
                         help="sample rate of the outputs: the input's, or the model's 16 kHz (default: input)")
     parser.add_argument("--precision", dest="mode", choices=("auto",) + PRECISIONS, default="auto",
-                        help="arithmetic of the network: fp32, tf32 (float32 data on TF32 tensor cores), bf16 or fp16 "
-                        "autocast (GPU only; the STFTs stay float32); auto is fp16 on a GPU, fp32 on a CPU (default: auto)")
+                        help="arithmetic of the network: fp32, tf32 (float32 data on TF32 tensor cores), bf16 autocast "
+                        "or fp16 autocast (GPU only); the STFTs stay float32. auto is fp16 on a GPU, fp32 on a CPU "
+                        "(default: auto)")
     parser.add_argument("--batch", metavar="B", type=int, default=None,
                         help=f"chunks of a long file per network call; one-step outputs do not depend on it "
                         f"(default: {GPU_BATCH} on a GPU, 1 on a CPU)")

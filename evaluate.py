@@ -404,6 +404,12 @@ def flops_per_call(D, num_samples):
     return counter.get_total_flops()
 
 
+def synchronize(device):
+    """Wait for the device's queued work (a GPU's kernels run asynchronously; a CPU's have finished)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_enhance(models, noisy, repeats=5, warmup=1, seed=0, batch=1, mode="fp32"):
     """{role: (median seconds, network calls, all timed seconds)} of enhance_batch (the whole pipeline:
     normalisation, STFT, sampler, inverse STFT) on `batch` copies of noisy, for models
@@ -416,7 +422,6 @@ def time_enhance(models, noisy, repeats=5, warmup=1, seed=0, batch=1, mode="fp32
     On a GPU the clock is read after torch.cuda.synchronize().
     """
     device = next(next(iter(models.values()))[0].parameters()).device
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     noisy = np.tile(noisy, (batch, 1))
     times, calls = {role: [] for role in models}, {}
     with precision(mode, device):
@@ -425,10 +430,10 @@ def time_enhance(models, noisy, repeats=5, warmup=1, seed=0, batch=1, mode="fp32
                 for _ in range(warmup):
                     enhance_batch(D, D.sde, noisy, 1, torch.Generator(device=device).manual_seed(seed))
                 generator = torch.Generator(device=device).manual_seed(seed)
-                sync()
+                synchronize(device)
                 t0 = time.perf_counter()
                 _, calls[role] = enhance_batch(D, D.sde, noisy, steps, generator)
-                sync()
+                synchronize(device)
                 times[role].append(time.perf_counter() - t0)
     return {role: (float(np.median(times[role])), calls[role], times[role]) for role in models}
 
@@ -450,8 +455,8 @@ def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", 
     median time, real-time factor RTF = time / audio duration (batch x the input's), speedup,
     FLOPs and the FLOP rate achieved. threads > 0 sets torch's CPU threads for the run (one
     thread is steadier on a busy machine). mode: fp32, tf32, bf16 or fp16 (enhance.precision).
-    Both networks go through enhance.optimise (the memory format, cuDNN's algorithm search), torch.compile if compiled,
-    a CUDA graph of the input's shape if cuda_graph (the warm-up calls compile and capture)."""
+    Both networks go through enhance.optimise (the memory format, cuDNN's algorithm search), torch.compile
+    if compiled, a CUDA graph of the input's shape if cuda_graph (the warm-up calls compile and capture)."""
     default_threads = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
@@ -491,14 +496,13 @@ def time_calls(D, x_T, y, t, mode="fp32", repeats=20, warmup=3):
     sampler, no copies to or from the device, after `warmup` untimed calls (they compile and capture
     where asked); on a GPU each call is timed between two synchronisations."""
     device = x_T.device
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     times = []
     with precision(mode, device):
-        for i in range(warmup + repeats):
-            sync()
+        for _ in range(warmup + repeats):
+            synchronize(device)
             t0 = time.perf_counter()
             out = D(x_T, y, t)
-            sync()
+            synchronize(device)
             times.append(time.perf_counter() - t0)
     return times[warmup:], out
 
@@ -642,8 +646,8 @@ def parse_args(argv=None):
     g.add_argument("--frames", type=int, default=256,
                    help="spectrogram frames per call for --calls-only (256 = 2.04 s, the training crop)")
     g.add_argument("--peak-tflops", type=float, default=0.0, metavar="TF",
-                   help="the device's measured peak TFLOP/s (e.g. 765: a bf16 matrix product on the H100 of RESULTS.md): "
-                   "report the percentage achieved; 0: no percentage")
+                   help="the device's measured peak TFLOP/s (e.g. 765: a bf16 matrix product on the H100 of "
+                   "RESULTS.md): report the percentage achieved; 0: no percentage")
     g = p.add_argument_group("paired comparison")
     g.add_argument("--compare", nargs=2, default=[], metavar=("A", "B"),
                    help="two results folders of this scoring (scores.csv): mean difference A - B per metric over "

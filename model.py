@@ -64,7 +64,7 @@ class GroupNorm(nn.GroupNorm):
         B, C, G = x.shape[0], x.shape[1], self.num_groups
         x32 = x.float()
         mean_c = x32.mean(dim=(2, 3))                                     # [B, C]
-        mean_g = mean_c.view(B, G, -1).mean(-1)                           # [B, G]: channels of a group are equal in size
+        mean_g = mean_c.view(B, G, -1).mean(-1)                           # [B, G]: groups hold equal channels
         mean = mean_g.repeat_interleave(C // G, dim=1)                    # [B, C]
         var_c = (x32 - mean[:, :, None, None]).square().mean(dim=(2, 3))  # two passes: no cancellation
         rstd = torch.rsqrt(var_c.view(B, G, -1).mean(-1) + self.eps).repeat_interleave(C // G, dim=1)
