@@ -13,6 +13,7 @@ training scripts turn them into spectrograms on the device.
 Item i of a dataset is a pure function of (seed, i): the training loop asks for sample
 number step * batch + k, so a resumed run sees exactly the data an uninterrupted one sees.
 """
+import functools
 import math
 from pathlib import Path
 
@@ -214,84 +215,154 @@ def load_pairs(pairs, limit=None):
     return out
 
 
-class PairedDataset(torch.utils.data.Dataset):
-    """Random crops of clean/noisy pairs, both divided by the noisy utterance's peak."""
+class AudioBank:
+    """Waveforms held in memory on one device as one flat tensor, cropped many at a time by indexing."""
 
-    def __init__(self, pairs, num_frames=256, seed=0, length=None):
-        self.pairs, self.num_frames, self.seed = pairs, num_frames, seed
-        self.length = length or len(pairs)
+    def __init__(self, wavs, device="cpu"):
+        lengths = torch.tensor([len(w) for w in wavs], dtype=torch.long)
+        self.lengths, self.offsets = lengths.to(device), (lengths.cumsum(0) - lengths).to(device)
+        self.flat = torch.from_numpy(np.concatenate(wavs).astype(np.float32)).to(device)
 
     def __len__(self):
-        return self.length
+        return len(self.lengths)
 
-    def __getitem__(self, i):
-        rng = np.random.default_rng([self.seed, i])
-        clean_path, noisy_path = self.pairs[int(rng.integers(len(self.pairs)))]
-        clean, noisy = load_audio(clean_path), load_audio(noisy_path)
-        n = min(len(clean), len(noisy))
-        clean, noisy, _ = normalise(clean[:n], noisy[:n])
-        clean, noisy = random_crop([clean, noisy], crop_samples(self.num_frames), rng)
-        return torch.from_numpy(clean.copy()), torch.from_numpy(noisy.copy())
+    def starts(self, index, n, generator):
+        """Random offsets [B] of n-sample crops of the entries index [B] (0 where an entry is shorter)."""
+        L = self.lengths[index]
+        return (torch.rand(len(index), device=L.device, generator=generator) * (L - n + 1).clamp(min=1)).long()
+
+    def crop(self, index, n, start, loop=False):
+        """Crops [B, n] of the entries index [B] from the offsets start [B]. An entry shorter than n
+        is zero-padded at its end, or with loop=True repeated (noise recordings)."""
+        L = self.lengths[index][:, None]
+        pos = start[:, None] + torch.arange(n, device=L.device)
+        if loop:
+            pos = pos % L
+        samples = self.flat[(self.offsets[index][:, None] + pos).clamp(max=len(self.flat) - 1)]
+        return torch.where(pos < L, samples, 0.0)
+
+    def random_crop(self, index, n, generator, loop=False):
+        return self.crop(index, n, self.starts(index, n, generator), loop)
 
 
-# ----------------------------------------------------------------------------- pairs made on the fly
+def uniform(shape, low, high, generator, device):
+    return low + (high - low) * torch.rand(shape, generator=generator, device=device)
 
-def coloured_noise(n, exponent, rng):
-    """Gaussian noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown, -1 blue)."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n)
+
+def normalise_batch(clean, noisy):
+    """Divide each pair [B, n] by max|noisy| of that row (METHOD.md 1)."""
+    peak = noisy.abs().amax(-1, keepdim=True)
+    scale = torch.where(peak > 0, peak, 1.0)
+    return clean / scale, noisy / scale
+
+
+class PairBatches:
+    """Random crops of clean/noisy pairs (VoiceBank-DEMAND), held in memory on the training device;
+    each utterance is divided by its noisy peak once, on loading. batches(B, generator) -> (clean, noisy)."""
+
+    def __init__(self, pairs, num_frames=256, device="cpu"):
+        clean, noisy = [], []
+        for clean_path, noisy_path in pairs:
+            c, y = load_audio(clean_path), load_audio(noisy_path)
+            n = min(len(c), len(y))
+            c, y, _ = normalise(c[:n], y[:n])
+            clean.append(c), noisy.append(y)
+        self.clean, self.noisy = AudioBank(clean, device), AudioBank(noisy, device)
+        self.n, self.device = crop_samples(num_frames), torch.device(device)
+
+    def __call__(self, batch, generator):
+        k = torch.randint(len(self.clean), (batch,), generator=generator, device=self.device)
+        start = self.clean.starts(k, self.n, generator)  # the same crop of both sides of each pair
+        return self.clean.crop(k, self.n, start), self.noisy.crop(k, self.n, start)
+
+
+SPEEDS = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15)  # speed perturbation factors of MixBatches
+
+
+def speed_perturb(wav, factor):
+    """Play wav `factor` times faster (tempo and pitch together, as a tape would): resample it as if it
+    had been recorded at 16 kHz * factor. 0.85 to 1.15 gives lower and higher voices from one reader."""
+    if factor == 1:
+        return wav
+    from fractions import Fraction
+    from scipy.signal import resample_poly  # on the CPU 15 times faster than fir_resample for these ratios
+    ratio = Fraction(SAMPLE_RATE, round(SAMPLE_RATE * factor))
+    return resample_poly(wav, ratio.numerator, ratio.denominator).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def perturbed_speech(folder, speeds):
+    """Every utterance of a folder at every speed factor, speed by speed (kept for the next caller)."""
+    wavs = [load_audio(p) for p in list_audio(folder)]
+    return [speed_perturb(w, s) for s in speeds for w in wavs]
+
+
+def coloured_noise(shape, exponent, generator, device):
+    """Gaussian noise [B, n] with power spectrum ~ 1/f^exponent per row (0 white, 1 pink, 2 brown, -1 blue)."""
+    n = shape[-1]
+    spectrum = torch.fft.rfft(torch.randn(shape, generator=generator, device=device))
+    f = torch.fft.rfftfreq(n, device=device)
     f[0] = f[1]
-    spectrum *= f ** (-exponent / 2)
-    return np.fft.irfft(spectrum, n)
+    return torch.fft.irfft(spectrum * f ** (-exponent[:, None] / 2), n)
 
 
-class MixDataset(torch.utils.data.Dataset):
-    """Noisy speech made on the fly: clean crop + noise scaled to a random SNR.
+class MixBatches:
+    """Noisy speech mixed on the fly on the training device: clean crop + noise at a random SNR.
 
-    Noise types, drawn with equal probability: babble (3 to 6 other utterances of the speech
-    folder), coloured noise (spectral exponent -1 to 2), coloured noise under a slow random
-    amplitude envelope (non-stationary), and, when a noise folder is given, a crop of a real
-    recording. No random gain: the noisy-peak normalisation would cancel any gain exactly.
+    Speech: every utterance at the speed factors SPEEDS (speed_perturb), held in memory. Noise
+    types, drawn with equal probability per crop: babble (3 to 6 other utterances, each at its own
+    level, 0 to -10 dB), coloured noise (spectral exponent -1 to 2), coloured noise under a slow random
+    amplitude envelope (non-stationary), and, when a noise folder is given, a crop of a recording
+    (looped when short). After the noisy-peak normalisation both sides get one more random gain of
+    0 to -gain_db dB: enhancement divides a whole file by its peak, so a 2-s stretch of it mostly
+    peaks below 1; a gain before the normalisation would be cancelled by it.
+    batches(B, generator) -> (clean, noisy), [B, samples] each, every draw from `generator`.
     """
 
-    def __init__(self, speech, noise=None, num_frames=256, snr_range=(-5.0, 20.0), seed=0, length=None):
-        self.speech = list_audio(speech)
-        self.noise = list_audio(noise) if noise else []
-        self.types = ["babble", "coloured", "modulated"] + (["file"] if self.noise else [])
-        self.num_frames, self.snr_range, self.seed = num_frames, snr_range, seed
-        self.length = length or len(self.speech)
+    def __init__(self, speech, noise=None, num_frames=256, snr_range=(-5.0, 20.0), speeds=SPEEDS, gain_db=12.0,
+                 device="cpu"):
+        wavs = perturbed_speech(str(speech), tuple(speeds))
+        self.utterances = len(wavs) // len(speeds)
+        self.speech = AudioBank(wavs, device)  # entry s * U + u: utterance u at speed s
+        self.noise = AudioBank([load_audio(p) for p in list_audio(noise)], device) if noise else None
+        self.types = ["babble", "coloured", "modulated"] + (["file"] if noise else [])
+        self.n, self.snr_range, self.gain_db, self.device = crop_samples(num_frames), snr_range, gain_db, torch.device(device)
 
-    def __len__(self):
-        return self.length
+    def __call__(self, batch, generator):
+        k = torch.randint(len(self.speech), (batch,), generator=generator, device=self.device)  # utterance and speed
+        clean = self.speech.random_crop(k, self.n, generator)
+        clean, noisy = normalise_batch(clean, self.mix(clean, k % self.utterances, generator))
+        gain = 10 ** (uniform((batch, 1), -self.gain_db, 0.0, generator, self.device) / 20)
+        return clean * gain, noisy * gain
 
-    def __getitem__(self, i):
-        rng = np.random.default_rng([self.seed, i])
-        n = crop_samples(self.num_frames)
-        k = int(rng.integers(len(self.speech)))
-        (clean,) = random_crop([load_audio(self.speech[k])], n, rng)
-        kind = self.types[int(rng.integers(len(self.types)))]
-        if kind == "babble":
-            others = rng.choice([j for j in range(len(self.speech)) if j != k] or [k], size=int(rng.integers(3, 7)))
-            noise = np.zeros(n)
-            for j in others:
-                (talker,) = random_crop([load_audio(self.speech[j])], n, rng)
-                noise += talker / (np.sqrt(np.mean(talker ** 2)) + 1e-8)
-        elif kind == "file":
-            recording = load_audio(self.noise[int(rng.integers(len(self.noise)))])
-            noise = np.resize(recording, max(n, len(recording)))  # loop recordings shorter than the crop
-            (noise,) = random_crop([noise], n, rng)
-        else:
-            noise = coloured_noise(n, rng.uniform(-1.0, 2.0), rng)
-            if kind == "modulated":  # slow envelope between 0.1 and 1, 0.5 to 4 Hz
-                t = np.arange(n) / SAMPLE_RATE
-                rate, phase = rng.uniform(0.5, 4.0), rng.uniform(0, 2 * np.pi)
-                noise *= 0.55 + 0.45 * np.sin(2 * np.pi * rate * t + phase)
-        snr = rng.uniform(*self.snr_range)
-        p_clean, p_noise = np.mean(clean ** 2), np.mean(noise ** 2) + 1e-12
-        p_ref = p_clean if p_clean > 1e-10 else 1e-4  # a silent crop still gets audible noise
-        noise = noise * np.sqrt(p_ref / (p_noise * 10 ** (snr / 10)))  # 10 log10(P_clean / P_noise) = snr
-        clean, noisy, _ = normalise(clean, clean + noise)
-        return torch.from_numpy(clean.astype(np.float32)), torch.from_numpy(noisy.astype(np.float32))
+    def mix(self, clean, utterance, generator):
+        """noisy [B, n] for clean [B, n] of the speech utterances `utterance` [B] (left out of their own
+        babble): each mixed with noise of a random type at a random SNR."""
+        (B, n), dev, g = clean.shape, self.device, generator
+        # babble: 6 other talkers (any speed) at their own levels, the first 3 to 6 of them kept
+        others = (utterance[:, None] + 1 + torch.randint(self.utterances - 1, (B, 6), generator=g, device=dev)) \
+            % self.utterances + self.utterances * torch.randint(len(self.speech) // self.utterances, (B, 6), generator=g,
+                                                               device=dev)
+        talkers = self.speech.random_crop(others.flatten(), n, g).view(B, 6, n)
+        level = 10 ** (uniform((B, 6, 1), -10.0, 0.0, g, dev) / 20) / (talkers.pow(2).mean(-1, keepdim=True).sqrt() + 1e-8)
+        keep = torch.arange(6, device=dev) < torch.randint(3, 7, (B, 1), generator=g, device=dev)
+        babble = (talkers * level * keep[..., None]).sum(1)
+        # coloured noise, and the same under a slow envelope between 0.1 and 1 at 0.5 to 4 Hz
+        coloured = coloured_noise((B, n), uniform(B, -1.0, 2.0, g, dev), g, dev)
+        t = torch.arange(n, device=dev) / SAMPLE_RATE
+        rate, phase = uniform((B, 1), 0.5, 4.0, g, dev), uniform((B, 1), 0.0, 2 * math.pi, g, dev)
+        modulated = coloured_noise((B, n), uniform(B, -1.0, 2.0, g, dev), g, dev) * (0.55 + 0.45 * torch.sin(
+            2 * math.pi * rate * t + phase))
+        kinds = [babble, coloured, modulated]
+        if self.noise is not None:
+            kinds.append(self.noise.random_crop(torch.randint(len(self.noise), (B,), generator=g, device=dev), n, g, loop=True))
+        kind = torch.randint(len(kinds), (B,), generator=g, device=dev)
+        noise = torch.stack(kinds, 1)[torch.arange(B, device=dev), kind]
+        # scale the noise to the SNR: 10 log10(P_clean / P_noise) = snr
+        snr = uniform((B, 1), *self.snr_range, g, dev)
+        p_clean, p_noise = clean.pow(2).mean(-1, keepdim=True), noise.pow(2).mean(-1, keepdim=True) + 1e-12
+        p_ref = torch.where(p_clean > 1e-10, p_clean, 1e-4)  # a silent crop still gets audible noise
+        return clean + noise * torch.sqrt(p_ref / (p_noise * 10 ** (snr / 10)))
 
 
 def mixture_pairs(speech=DEMO / "speech_test", noise=DEMO / "noise", snr_range=(-10.0, -5.0), seed=1234, limit=None):
@@ -311,6 +382,20 @@ def mixture_pairs(speech=DEMO / "speech_test", noise=DEMO / "noise", snr_range=(
     return out
 
 
+def indomain_pairs(speech=DEMO / "speech_test", snr_range=(0.0, 10.0), seed=1234):
+    """The in-domain test set: whole held-out utterances [(name, clean, noisy), ...], each mixed with one of
+    the training noise types of MixBatches (babble of the other held-out utterances, coloured, modulated
+    coloured) at a random SNR in snr_range; demo/indomain_noisy holds it, made by write_mixtures."""
+    mix = MixBatches(speech, snr_range=snr_range, speeds=(1.0,), gain_db=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for u, path in enumerate(list_audio(speech)):
+        clean = mix.speech.crop(torch.tensor([u]), int(mix.speech.lengths[u]), torch.zeros(1, dtype=torch.long))
+        noisy = mix.mix(clean, torch.tensor([u]), generator)
+        out.append((path.stem, clean[0].numpy(), noisy[0].numpy()))
+    return out
+
+
 def write_mixtures(pairs, folder):
     """Write the noisy side of [(name, clean, noisy), ...] as folder/name.flac (16-bit), so that the
     command-line tools can enhance and score a set that lives in memory (demo/ood_noisy was made so)."""
@@ -322,12 +407,12 @@ def write_mixtures(pairs, folder):
         sf.write(str(folder / f"{name}.flac"), noisy, SAMPLE_RATE, subtype="PCM_16")
 
 
-def make_dataset(data="", speech="", noise="", num_frames=256, seed=0):
-    """The training set a script's options describe: VoiceBank-DEMAND (data), a speech folder
-    mixed with noise (speech, noise), or the bundled demo speech when neither is given."""
+def make_batches(data="", speech="", noise="", num_frames=256, device="cpu"):
+    """The training batches a script's options describe, on `device`: VoiceBank-DEMAND pairs (data),
+    a speech folder mixed with noise (speech, noise), or the bundled demo speech when neither is given."""
     if data:
-        return PairedDataset(find_pairs(data, "train"), num_frames, seed)
-    return MixDataset(speech or DEMO / "speech_train", noise or None, num_frames, seed=seed)
+        return PairBatches(find_pairs(data, "train"), num_frames, device)
+    return MixBatches(speech or DEMO / "speech_train", noise or None, num_frames, device=device)
 
 
 def validation_pairs(data="", valid="", limit=4):

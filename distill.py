@@ -13,6 +13,7 @@ loss on the student's output waveform. The target network is the EMA of the stud
 
 The training machinery (data, DDP, checkpoint, resume, log) is teacher.py's.
 """
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 
 import data
 from data import DataError, crop_samples, spec_to_wav, wav_to_spec
-from enhance import load_model
+from enhance import load_model, optimise
 from evaluate import score
 from model import Denoiser
 from sde import bcast, heun_step, randn_like, time_grid
@@ -88,6 +89,17 @@ def draw(batch, N, like, generator):
     return n, randn_like(like, generator), randn_like(like, generator)
 
 
+def teacher_step(teacher, sde, x, y, t_n, N, z_prime, trajectory="randomized"):
+    """The teacher's step from t_n, as the official code's heun_solver takes it: one Heun step of the
+    probability-flow ODE with dt = -T/N (not the grid spacing (T - t_eps)/(N - 1): its second drift is
+    evaluated at t_n - T/N, a little off the grid point t_{n+1}), then, for the randomized trajectory,
+    fresh noise g(t_n) sqrt(T/N) z'. Returns (x_mean, x_{t_{n+1}})."""
+    x_mean, _ = heun_step(sde, teacher, x, y, t_n, t_n - sde.T / N)
+    if trajectory == "deterministic":
+        return x_mean, x_mean
+    return x_mean, x_mean + bcast(sde.g(t_n), x) * math.sqrt(sde.T / N) * z_prime  # randomized trajectory
+
+
 def rosecd_loss(student, target, teacher, sde, x, y, clean, cfg, generator, pesq_loss=None):
     """The distillation loss of one micro-batch (METHOD.md 5), and its parts for the log.
 
@@ -98,26 +110,22 @@ def rosecd_loss(student, target, teacher, sde, x, y, clean, cfg, generator, pesq
     t_n, t_next = ts[n], ts[n + 1]
     x_tn = sde.mu(x, y, bcast(t_n, x)) + bcast(sde.sigma(t_n), x) * z  # x_{t_n} from the forward marginal
     with torch.no_grad():
-        x_mean, _ = heun_step(sde, teacher, x_tn, y, t_n, t_next)  # teacher: one Heun step of the PF ODE
-        if cfg.trajectory == "randomized":  # randomized trajectory: re-inject g(t_n) sqrt(|dt|) fresh noise
-            x_next = x_mean + bcast(sde.g(t_n) * (t_n - t_next).sqrt(), x) * z_prime
-        else:
-            x_next = x_mean
-        D_target = target(x_next, y, t_next)
+        x_mean, x_next = teacher_step(teacher, sde, x_tn, y, t_n, cfg.num_scales, z_prime, cfg.trajectory)
+        D_target = target(x_next, y, t_next)  # the target at the grid point t_{n+1}
     D_student = student(x_tn, y, t_n)
     consistency = (D_student - D_target).abs().pow(2).mean()  # uniform weight over bins and batch
-    loss, parts = consistency, {"consistency": consistency.item()}
+    loss, parts = consistency, {"consistency": consistency.detach()}
     if cfg.sisdr_weight or cfg.mrstft_weight or pesq_loss is not None:
         estimate = spec_to_wav(D_student.to(torch.complex64), clean.shape[-1])  # back to a waveform
         if cfg.sisdr_weight:
             sisdr = si_sdr_loss(estimate, clean)
-            loss, parts["neg_si_sdr"] = loss + cfg.sisdr_weight * sisdr, sisdr.item()
+            loss, parts["neg_si_sdr"] = loss + cfg.sisdr_weight * sisdr, sisdr.detach()
         if cfg.mrstft_weight:
             mrstft = mrstft_loss(estimate, clean)
-            loss, parts["mrstft"] = loss + cfg.mrstft_weight * mrstft, mrstft.item()
+            loss, parts["mrstft"] = loss + cfg.mrstft_weight * mrstft, mrstft.detach()
         if pesq_loss is not None:
             pesq = pesq_loss(clean, estimate).mean()
-            loss, parts["pesq_loss"] = loss + cfg.pesq_weight * pesq, pesq.item()
+            loss, parts["pesq_loss"] = loss + cfg.pesq_weight * pesq, pesq.detach()
     return loss, parts, {"x_tn": x_tn, "x_mean": x_mean, "x_next": x_next, "t_n": t_n, "t_next": t_next}
 
 
@@ -173,6 +181,9 @@ def distill(cfg):
     # student and target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)
     student = Denoiser(teacher.preset, c_in=cfg.student_c_in, sigma_data=teacher.sigma_data, sde=sde).to(device)
     student.load_state_dict(teacher.state_dict())
+
+    if cfg.compile:
+        optimise(teacher, device, compiled=True)
 
     def loss_fn(D, target, clean, noisy, generator):
         loss, parts, _ = rosecd_loss(D, target, teacher, sde, wav_to_spec(clean), wav_to_spec(noisy), clean, cfg,

@@ -82,30 +82,35 @@ def time_grid(sde, N, device=None):
 
 
 @torch.no_grad()
-def pc_sample(sde, D, y, N=30, snr=0.5, generator=None):
+def pc_sample(sde, D, y, N=30, snr=0.5, generator=None, z=None):
     """Predictor-corrector sampler of the teacher (METHOD.md 4).
 
-    At each grid point: one annealed-Langevin corrector step (step size 2 (r sigma(t))^2),
-    then one reverse-diffusion predictor step to the next point. 2 calls per point, 2N in all.
+    At each grid point t_i: one annealed-Langevin corrector step (step size 2 (r sigma(t))^2),
+    then one reverse-diffusion predictor step of size t_i - t_{i+1}, and from the last point
+    t_N = t_eps of size t_eps (down to 0), as the official sampler steps. 2 calls per point, 2N in all.
     Returns the last noise-free mean (the predictor's mean without the injected noise).
+    z: optional iterator of the 2N + 1 standard normal draws (prior, then per point corrector and
+    predictor), to replay recorded noise; by default they are drawn from `generator`.
     """
-    ts = time_grid(sde, N, y.device)
-    dt = -sde.T / N  # the published sampler steps by T/N at every grid point (30 x 1/30 = T in all)
-    x = sde.prior_sample(y, generator)
+    ts = time_grid(sde, N)
+    steps = (ts[:-1] - ts[1:]).tolist() + [ts[-1].item()]  # the grid spacing, then t_eps at the last point
+    ts = ts.to(y.device)
+    draw = (lambda like: next(z)) if z is not None else (lambda like: randn_like(like, generator))
+    x = y + sde.sigma(torch.tensor(sde.T)).item() * draw(y)  # x_T = y + sigma(T) z
     calls = 0
     x_mean = x
-    for i in range(N):
+    for i, step in enumerate(steps):
         t = ts[i].expand(y.shape[0])
         # corrector: x <- x + eps s(x, t) + sqrt(2 eps) z, eps = 2 (r sigma(t))^2
         s = sde.score(D(x, y, t), x, t)
         calls += 1
         eps = bcast(2 * (snr * sde.sigma(t)) ** 2, x)
-        x = x + eps * s + torch.sqrt(2 * eps) * randn_like(x, generator)
-        # predictor: reverse-diffusion (Euler-Maruyama on the reverse SDE)
+        x = x + eps * s + torch.sqrt(2 * eps) * draw(x)
+        # predictor: reverse-diffusion (Euler-Maruyama on the reverse SDE, backwards by `step`)
         f = sde.reverse_drift(D(x, y, t), x, y, t)
         calls += 1
-        x_mean = x + f * dt
-        x = x_mean + bcast(sde.g(t), x) * math.sqrt(-dt) * randn_like(x, generator)
+        x_mean = x - f * step
+        x = x_mean + bcast(sde.g(t), x) * math.sqrt(step) * draw(x)
     return x_mean, calls
 
 

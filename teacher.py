@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 import data
 from data import DataError, wav_to_spec
-from enhance import enhance_wav
+from enhance import enhance_wav, optimise
 from evaluate import score
 from model import PRESETS, Denoiser
 from sde import SDE, bcast, randn_like
@@ -52,8 +52,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     num_frames: int = 256       # STFT frames per training crop (2.04 s)
     bf16: bool = False          # bf16 autocast on GPU
+    compile: bool = False       # torch.compile the network calls of a training step (GPU; compiles for minutes first)
     grad_clip: float = 0.0      # clip the gradient norm to this (0: off)
-    num_workers: int = 2        # data-loader processes
     valid_every: int = 2000     # validate every so many updates (0: only at the end)
     valid_files: int = 4        # held-out utterances enhanced at each validation
     valid_steps: int = 30       # predictor-corrector steps of the teacher at validation
@@ -116,36 +116,19 @@ def step_generator(seed, step, rank, device):
     return torch.Generator(device=device).manual_seed(((seed * 1_000_003 + step) * 1_009 + rank) % 2 ** 63)
 
 
-# ----------------------------------------------------------------------------- data stream
-
-class SampleIndices:
-    """Indices of the samples this process reads, update after update, from start_step on:
-    micro-batch m of rank r holds samples (m * world + r) * batch + k, k < batch."""
-
-    def __init__(self, start_step, grad_accum, batch_size, rank, world):
-        self.m0, self.b, self.r, self.w = start_step * grad_accum, batch_size, rank, world
-
-    def __iter__(self):
-        m = self.m0
-        while True:
-            yield from range((m * self.w + self.r) * self.b, (m * self.w + self.r + 1) * self.b)
-            m += 1
-
-
-def make_loader(dataset, cfg, start_step, rank, world):
-    return iter(torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-        sampler=SampleIndices(start_step, cfg.grad_accum, cfg.batch_size, rank, world),
-        persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available()))
-
-
 # ----------------------------------------------------------------------------- EMA and checkpoints
+
+def ema_decay(decay, n):
+    """The decay of EMA update n (n = 1, 2, ...) with the official code's warm-up (torch_ema's
+    use_num_updates): min(decay, (1 + n) / (10 + n)), 2/11 at the first update, 0.999 from n = 8,990 on."""
+    return min(decay, (1 + n) / (10 + n))
+
 
 @torch.no_grad()
 def ema_update(ema, model, decay):
     """theta_ema <- decay * theta_ema + (1 - decay) * theta."""
-    for p_ema, p in zip(ema.parameters(), model.parameters()):
-        p_ema.lerp_(p, 1 - decay)
+    params_ema, params = list(ema.parameters()), list(model.parameters())
+    torch._foreach_lerp_(params_ema, params, 1 - decay)  # one fused kernel per group, not one per tensor
     for b_ema, b in zip(ema.buffers(), model.buffers()):
         b_ema.copy_(b)
 
@@ -219,14 +202,14 @@ class JsonLog:
 
 # ----------------------------------------------------------------------------- the teacher
 
-def teacher_loss(D, sde, x, y, generator):
+def teacher_loss(D, sde, x, y, generator, sigma_data=0.1):
     """0.5 * sum over bins of w(sigma) |D(x_t, y, t) - mu(t)|^2, averaged over the batch."""
     B = x.shape[0]
     t = sde.t_eps + (1 - sde.t_eps) * torch.rand(B, device=x.device, generator=generator)  # t ~ U(t_eps, 1)
     mu = sde.mu(x, y, bcast(t, x))
     sigma = bcast(sde.sigma(t), x)
     x_t = mu + sigma * randn_like(x, generator)
-    sd = D.module.sigma_data if isinstance(D, DDP) else D.sigma_data
+    sd = sigma_data
     w = (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2  # EDM weight: unit loss scale at every sigma
     return 0.5 * (w * (D(x_t, y, t) - mu).abs() ** 2).sum(dim=(1, 2, 3)).mean()
 
@@ -234,15 +217,19 @@ def teacher_loss(D, sde, x, y, generator):
 def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
     """The training loop shared by teacher.py and distill.py.
 
-    loss_fn(D, ema, clean, noisy, generator) -> (loss, {name: value}) for one micro-batch of
-    waveforms; validate_fn(ema) -> ({metric: value}, text to print). Adam on the model, EMA of
-    its weights after every update, checkpoint / resume, JSON-lines log, DDP under torchrun.
+    loss_fn(D, ema, clean, noisy, generator) -> (loss, {name: detached tensor}) for one micro-batch of
+    waveforms; validate_fn(ema) -> ({metric: value}, text to print). Adam on the model, EMA of its
+    weights after every update, checkpoint / resume, JSON-lines log, DDP under torchrun.
+    Fast on a GPU: the batches are mixed on the GPU from audio held in its memory (data.make_batches),
+    Adam is fused, no step waits for the GPU (losses are read every log_every updates), and with
+    --compile the U-Nets of the model and of the EMA (distill.py's target) are compiled, as for
+    inference (enhance.optimise); validation runs them eagerly, since whole files have other shapes.
     """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = data.make_dataset(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, cfg.seed)
+    batches = data.make_batches(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
     step = 0
     ckpt_path = out / "checkpoint.pt"
     if cfg.resume:
@@ -257,6 +244,9 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         step = ckpt["step"]
     elif ckpt_path.exists():
         raise DataError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    if cfg.compile:  # the U-Nets of model and EMA compiled in place; validation runs them eagerly (below)
+        optimise(model, device, compiled=True)
+        optimise(ema, device, compiled=True)
     D = DDP(model) if world > 1 else model
 
     def checkpoint():
@@ -268,45 +258,49 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
     log = JsonLog(out / "log.jsonl", enabled=rank == 0)
     log.write(event="start", step=step, world_size=world, device=str(device), parameters=sum(
         p.numel() for p in model.parameters()), config=dataclasses.asdict(cfg))
-    loader = make_loader(dataset, cfg, step, rank, world)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
     bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc=kind, dynamic_ncols=True)
-    t0, parts = time.time(), []
+    t0, t_start, parts = time.time(), time.time(), []
     deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else float("inf")
     last = step >= cfg.steps
     while not last:
         generator = step_generator(cfg.seed, step, rank, device)
         for a in range(cfg.grad_accum):
-            clean, noisy = (w.to(device, non_blocking=True) for w in next(loader))
+            clean, noisy = batches(cfg.batch_size, generator)
             sync = a == cfg.grad_accum - 1 or world == 1  # DDP all-reduces on the last micro-batch only
-            with autocast, (contextlib.nullcontext() if sync else D.no_sync()):
+            with autocast, (contextlib.nullcontext() if sync else model_no_sync(D)):
                 loss, terms = loss_fn(D, ema, clean, noisy, generator)
                 (loss / cfg.grad_accum).backward()
-            parts.append(dict(loss=loss.item(), **terms))
+            parts.append(dict(loss=loss.detach(), **terms))
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        ema_update(ema, model, cfg.ema_decay)
+        ema_update(ema, model, ema_decay(cfg.ema_decay, step + 1))
         step += 1
         bar.update(1)
-        last = step >= cfg.steps or time.time() > deadline  # rank 0's clock decides under DDP (below)
-        if world > 1 and cfg.max_minutes > 0:
-            flag = torch.tensor([float(last)], device=device)
-            dist.broadcast(flag, 0)
-            last = bool(flag.item())
+        last = step >= cfg.steps
         if step % cfg.log_every == 0 or last:
-            means = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
+            last = last or time.time() > deadline  # rank 0's clock decides under DDP
+            if world > 1 and cfg.max_minutes > 0:
+                flag = torch.tensor([float(last)], device=device)
+                dist.broadcast(flag, 0)
+                last = bool(flag.item())
+            means = {k: torch.stack([p[k] for p in parts]).float().mean().item() for k in parts[0]}
             samples = len(parts) * cfg.batch_size * world
-            log.write(event="train", step=step, **means, samples_per_s=samples / (time.time() - t0))
+            seconds = time.time() - t0
+            log.write(event="train", step=step, **means, samples_per_s=samples / seconds,
+                      frames_per_s=samples * cfg.num_frames / seconds, elapsed_s=time.time() - t_start)
             bar.set_postfix(loss=f"{means['loss']:.4g}")
             t0, parts = time.time(), []
         if step % cfg.save_every == 0 or last:
             checkpoint()
         if rank == 0 and cfg.valid_files and ((cfg.valid_every and step % cfg.valid_every == 0) or last):
-            metrics, text = validate_fn(ema)
+            with torch.compiler.set_stance("force_eager"):  # whole files have other shapes: no recompiling
+                metrics, text = validate_fn(ema)
             log.write(event="valid", step=step, **metrics)
             bar.write(f"step {step}:\n{text}")
+            t0 = time.time()  # validation time is not training time
     bar.close()
     hashes = [weights_hash(model)]
     if world > 1:  # every rank must end with the same weights
@@ -317,6 +311,12 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
     return ema, model
 
 
+def model_no_sync(D):
+    """DDP's no_sync (skip the all-reduce of a micro-batch whose gradients are only accumulated),
+    also through a torch.compile wrapper."""
+    return getattr(D, "_orig_mod", D).no_sync()
+
+
 def train(cfg):
     if cfg.preset not in PRESETS:
         raise DataError(f"unknown preset {cfg.preset!r}: choose one of {', '.join(PRESETS)}")
@@ -325,14 +325,15 @@ def train(cfg):
     sde = SDE()
     pairs = data.validation_pairs(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 else []
 
+    model = Denoiser(cfg.preset, c_in="edm").to(device)
+
     def loss_fn(D, ema, clean, noisy, generator):
-        return teacher_loss(D, sde, wav_to_spec(clean), wav_to_spec(noisy), generator), {}
+        return teacher_loss(D, sde, wav_to_spec(clean), wav_to_spec(noisy), generator, model.sigma_data), {}
 
     def validate_fn(ema):
         metrics = validate(ema, sde, pairs, cfg.valid_steps, cfg.seed)
         return metrics, "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
 
-    model = Denoiser(cfg.preset, c_in="edm").to(device)
     return fit(cfg, "teacher", model, loss_fn, validate_fn, sde, rank, world, device)
 
 

@@ -38,7 +38,7 @@ def test_bundled_student_enhances_the_held_out_pairs_in_one_step():
 
 
 def test_distill_runs_from_the_bundled_teacher_by_default(tmp_path):
-    distill.main(["--steps", "2", "--batch-size", "1", "--grad-accum", "1", "--num-frames", "64", "--num-workers", "0",
+    distill.main(["--steps", "2", "--batch-size", "1", "--grad-accum", "1", "--num-frames", "64",
                   "--valid-files", "0", "--out", str(tmp_path)])
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["kind"] == "student" and ckpt["step"] == 2 and ckpt["model"]["preset"] == "small"

@@ -106,8 +106,8 @@ def test_find_pairs_accepts_both_voicebank_layouts(tmp_path):
     assert [c.stem for c, n in train] == ["p230_001"]  # p226 and p287 are the validation speakers
     assert [c.stem for c, n in data.find_pairs(original, "valid")] == ["p226_001", "p287_002"]
     assert all(c.name == n.name and c.parent != n.parent for c, n in train)
-    clean, noisy = data.PairedDataset(train, num_frames=64)[0]
-    assert clean.shape == noisy.shape == (data.crop_samples(64),)  # 48 kHz resampled, then padded
+    clean, noisy = data.PairBatches(train, num_frames=64)(1, torch.Generator().manual_seed(0))
+    assert clean.shape == noisy.shape == (1, data.crop_samples(64))  # 48 kHz resampled, then padded
 
 
 def test_find_pairs_errors(tmp_path):
@@ -127,33 +127,55 @@ def test_find_pairs_errors(tmp_path):
         data.find_pairs(tmp_path / "broken")
 
 
-def test_paired_dataset_normalises_by_the_noisy_peak():
-    pairs = data.find_pairs(data.DEMO / "vbdmd")
-    ds = data.PairedDataset(pairs, num_frames=64, seed=3)
-    for i in range(4):
-        clean, noisy = ds[i]
-        assert noisy.abs().max() <= 1.0 + 1e-6
-        # the crop's clean/noisy ratio is the file's: the same factor divided both
-        assert torch.isfinite(clean).all() and clean.shape == (data.crop_samples(64),)
-    # the whole-utterance factor: the noisy file's peak maps to exactly 1
-    full = data.PairedDataset(pairs[:1], num_frames=2000, seed=0)[0][1]
+def test_pair_batches_normalise_by_the_noisy_peak_and_crop_both_sides_alike():
+    pairs = data.find_pairs(data.DEMO / "vbdmd")[:1]
+    (_, wc, wy), = data.load_pairs(pairs)
+    wc, wy = wc / np.abs(wy).max(), wy / np.abs(wy).max()
+    clean, noisy = data.PairBatches(pairs, num_frames=64)(8, torch.Generator().manual_seed(3))
+    assert clean.shape == noisy.shape == (8, data.crop_samples(64)) and noisy.abs().max() <= 1.0 + 1e-6
+    n = clean.shape[1]
+    for c, y in zip(clean.numpy(), noisy.numpy()):  # the same stretch of both files, divided by the noisy peak
+        starts = np.flatnonzero(np.abs(wy[:len(wy) - n + 1] - y[0]) < 1e-7)
+        assert any(np.allclose(wy[k:k + n], y, atol=1e-6) and np.allclose(wc[k:k + n], c, atol=1e-6) for k in starts)
+    # the whole-utterance factor: a crop longer than the file holds the noisy peak, exactly 1
+    full = data.PairBatches(pairs[:1], num_frames=2000)(1, torch.Generator().manual_seed(0))[1]
     assert full.abs().max().item() == pytest.approx(1.0, abs=1e-6)
 
 
-def test_mix_dataset_is_deterministic_per_index_and_respects_the_snr_range():
-    ds = data.MixDataset(data.DEMO / "speech_train", data.DEMO / "noise", num_frames=128, snr_range=(0.0, 10.0), seed=7)
-    assert ds.types == ["babble", "coloured", "modulated", "file"]
-    a, b = ds[5], ds[5]
+def test_mix_batches_are_a_function_of_the_generator_and_respect_the_snr_range():
+    mix = data.MixBatches(data.DEMO / "speech_train", data.DEMO / "noise", num_frames=128, snr_range=(0.0, 10.0),
+                          gain_db=0.0)
+    assert mix.types == ["babble", "coloured", "modulated", "file"]
+    a, b = mix(24, torch.Generator().manual_seed(5)), mix(24, torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert not torch.equal(ds[6][1], a[1])
-    snrs = []
-    for i in range(24):
-        clean, noisy = ds[i]
-        assert clean.shape == noisy.shape == (data.crop_samples(128),)
-        assert noisy.abs().max().item() == pytest.approx(1.0, abs=1e-5)
-        if clean.pow(2).mean() > 1e-8:
-            snrs.append(10 * torch.log10(clean.pow(2).mean() / (noisy - clean).pow(2).mean()).item())
-    assert min(snrs) > -0.01 and max(snrs) < 10.01 and max(snrs) - min(snrs) > 3
+    assert not torch.equal(mix(24, torch.Generator().manual_seed(6))[1], a[1])
+    clean, noisy = a
+    assert clean.shape == noisy.shape == (24, data.crop_samples(128))
+    torch.testing.assert_close(noisy.abs().amax(-1), torch.ones(24))  # divided by the noisy peak
+    speech = clean.pow(2).mean(-1) > 1e-8
+    snrs = 10 * torch.log10(clean.pow(2).mean(-1) / (noisy - clean).pow(2).mean(-1))[speech]
+    assert snrs.min() > -0.01 and snrs.max() < 10.01 and snrs.max() - snrs.min() > 3
+
+
+def test_mix_batches_gain_lowers_the_peak_of_both_sides_alike():
+    mix = data.MixBatches(data.DEMO / "speech_train", num_frames=64, speeds=(1.0,), gain_db=12.0)
+    clean, noisy = mix(64, torch.Generator().manual_seed(0))
+    peak = noisy.abs().amax(-1)
+    assert peak.max() <= 1 + 1e-6 and peak.min() >= 10 ** (-12 / 20) - 1e-6 and peak.min() < 0.5
+    plain = data.MixBatches(data.DEMO / "speech_train", num_frames=64, speeds=(1.0,), gain_db=0.0)
+    c0, y0 = plain(64, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(clean, c0 * peak[:, None])  # the same mixture, one gain for both sides
+    torch.testing.assert_close(noisy, y0 * peak[:, None])
+
+
+def test_speed_perturbation_changes_length_and_pitch_by_the_factor():
+    tone = np.sin(2 * np.pi * 400 * np.arange(16000) / 16000).astype(np.float32)
+    for factor in (0.85, 1.15):
+        out = data.speed_perturb(tone, factor)
+        assert abs(len(out) - 16000 / factor) <= 1
+        spectrum = np.abs(np.fft.rfft(out[1000:-1000]))
+        peak_hz = np.argmax(spectrum) * 16000 / len(out[1000:-1000])
+        assert peak_hz == pytest.approx(400 * factor, rel=0.01)
 
 
 def test_demo_splits_never_overlap():
@@ -173,3 +195,15 @@ def test_bundled_out_of_domain_mixtures_are_mixture_pairs_written_to_disk():
         assert np.abs(data.load_audio(path) - noisy).max() <= 1 / 32768 + 1e-7  # 16-bit rounding only
         snr = 10 * np.log10(np.sum(clean ** 2) / np.sum((noisy - clean) ** 2))
         assert -10.01 <= snr <= -4.99  # below the training range (-5 to 20 dB)
+
+
+def test_bundled_in_domain_mixtures_are_indomain_pairs_written_to_disk():
+    pairs = data.indomain_pairs()
+    files = data.list_audio(data.DEMO / "indomain_noisy")
+    assert [p.stem for p in files] == [name for name, _, _ in pairs] == [p.stem for p in data.list_audio(
+        data.DEMO / "speech_test")]
+    for path, (name, clean, noisy) in zip(files, pairs):
+        np.testing.assert_allclose(clean, data.load_audio(data.DEMO / "speech_test" / path.name), atol=1e-7)
+        assert np.abs(data.load_audio(path) - noisy).max() <= 1 / 32768 + 1e-6  # 16-bit rounding only
+        snr = 10 * np.log10(np.sum(clean ** 2) / np.sum((noisy - clean) ** 2))
+        assert -0.01 <= snr <= 10.01  # inside the training range (-5 to 20 dB)

@@ -14,7 +14,7 @@ import teacher
 from teacher import Config, load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = dict(preset="tiny", batch_size=2, grad_accum=1, num_frames=64, num_workers=0, valid_files=0, log_every=1,
+FAST = dict(preset="tiny", batch_size=2, grad_accum=1, num_frames=64, valid_files=0, log_every=1,
             save_every=1000)
 
 
@@ -31,7 +31,7 @@ def test_teacher_loss_falls_in_200_cpu_steps(tmp_path):
 
 
 def test_resume_continues_bit_identically(tmp_path):
-    common = dict(FAST, grad_accum=2, num_workers=1, deterministic=True)  # a worker process and accumulation too
+    common = dict(FAST, grad_accum=2, deterministic=True)  # with gradient accumulation too
     train(Config(**common, steps=6, out=str(tmp_path / "straight")))
     train(Config(**common, steps=3, out=str(tmp_path / "resumed")))
     train(Config(**common, steps=6, out=str(tmp_path / "resumed"), resume=True))
@@ -60,7 +60,7 @@ def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "teacher.py",
            "--preset", "tiny", "--steps", "3", "--batch-size", "1", "--grad-accum", "2", "--num-frames", "64",
-           "--num-workers", "0", "--valid-files", "0", "--device", "cpu", "--out", str(out)]
+           "--valid-files", "0", "--device", "cpu", "--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -127,4 +127,4 @@ def test_export_keeps_the_ema_weights_in_float16_and_cannot_be_resumed(tmp_path)
     os.replace(tmp_path / "slim.pt", tmp_path / "again" / "checkpoint.pt")
     with pytest.raises(SystemExit, match="cannot be resumed"):
         teacher.main(["--preset", "tiny", "--out", str(tmp_path / "again"), "--resume", "--steps", "4",
-                      "--num-workers", "0", "--valid-files", "0", "--batch-size", "2", "--num-frames", "64"])
+                      "--valid-files", "0", "--batch-size", "2", "--num-frames", "64"])
