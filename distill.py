@@ -22,9 +22,8 @@ import torch
 
 import data
 from data import DataError, crop_samples, spec_to_wav, wav_to_spec
-from enhance import load_model
 from evaluate import score
-from model import Denoiser
+from model import Denoiser, load_model
 from sde import bcast, heun_step, randn_like, time_grid
 from teacher import TrainConfig, fit, parse_config, set_determinism, setup_distributed, validate
 

@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from data import AUDIO_EXTS, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, load_audio, read_audio, \
     resample, wav_to_spec
-from enhance import PRECISIONS, enhance_batch, load_model, optimise, pick_device, precision
-from model import NUM_FREQS, PRESETS, Denoiser, pad_spec
+from enhance import PRECISIONS, enhance_batch, optimise, pick_device, precision
+from model import NUM_FREQS, PRESETS, Denoiser, load_model, pad_spec
 
 EPS = 1e-12
 MAX_LENGTH_DIFF = 16  # samples at 16 kHz (1 ms): longer differences are a mismatch, shorter ones are trimmed

@@ -1,21 +1,25 @@
-"""The network and its preconditioning (METHOD.md section 3).
+"""The network, its preconditioning and its checkpoints (METHOD.md section 3).
 
 NCSNpp    a compact NCSN++ U-Net: 4 real channels in (Re, Im of x_t and of y), 2 out.
 PRESETS   its sizes, as plain data: "reference" (the published 65.6 M teacher), "small", "tiny".
 Denoiser  the EDM-preconditioned mean estimator D(x_t, y, t), complex in / complex out:
           D = c_skip x_t + c_out F(c_in x_t, c_in y, t), with sigma = sigma(t) of the OUVE SDE.
 pad_spec / crop_spec   pad the time axis to a multiple of 64 and crop it back.
+save_checkpoint / load_checkpoint / export_checkpoint / load_model   the checkpoint files.
 
 The U-Net halves the frequency and time axes once per level after the first, so with L levels
 the input needs F and T divisible by 2^(L-1); the presets have at most 7 levels (6 halvings),
 so F = 256 and any T that is a multiple of 64 always work.
 """
 import math
+import os
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from data import DataError
 from sde import SDE, bcast
 
 NUM_FREQS = 256  # frequency bins of the spectrogram (METHOD.md 1); level i has 256 / 2^i of them
@@ -307,6 +311,59 @@ def crop_spec(x, T):
 
 def count_parameters(module):
     return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path, **state):
+    """One file, written atomically: a crash mid-write leaves the previous checkpoint intact."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu"):
+    """The checkpoint dict; a clear DataError for a missing, corrupt or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:200]})")
+    if not isinstance(ckpt, dict) or not {"kind", "model", "ema"} <= ckpt.keys():
+        raise DataError(f"{path}: not a checkpoint of this project (no kind/model/ema entries)")
+    return ckpt
+
+
+def load_model(path, device="cpu"):
+    """(D, sde, kind) from a checkpoint: Denoiser(**model) with its EMA weights, in eval mode."""
+    ckpt = load_checkpoint(path, device)
+    kind = ckpt["kind"]
+    if kind not in ("student", "teacher"):
+        raise DataError(f"{path}: a checkpoint of kind {kind!r}; expected a ROSE-CD student or its teacher")
+    try:
+        sde = SDE(**ckpt["sde"])
+        D = Denoiser(**ckpt["model"], sde=sde)
+        D.load_state_dict(ckpt["ema"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: its weights do not fit the model it describes ({reason})")
+    return D.to(device).eval(), sde, kind
+
+
+def export_checkpoint(src, dst, dtype=torch.float16):
+    """python teacher.py export SRC DST: the small file that enhancement and distillation need: kind, model,
+    sde, config, step and the EMA weights in `dtype` (float16 halves the size; the loaders cast back to
+    float32). Raw weights and optimizer state are left out, so an exported file cannot be resumed."""
+    ckpt = load_checkpoint(src)
+    if Path(dst).exists():
+        raise DataError(f"{dst}: exists; remove it first or choose another name")
+    ema = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["ema"].items()}
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst, kind=ckpt["kind"], config=ckpt.get("config"), model=ckpt["model"], sde=ckpt["sde"],
+                    ema=ema, step=ckpt.get("step"))
 
 
 def main():

@@ -118,7 +118,7 @@ def test_export_keeps_the_ema_weights_in_float16_and_cannot_be_resumed(tmp_path)
     for k, v in full["ema"].items():
         assert slim["ema"][k].dtype == (torch.float16 if v.is_floating_point() else v.dtype)
         assert torch.allclose(slim["ema"][k].float(), v.float(), rtol=1e-3, atol=1e-4)
-    from enhance import load_model
+    from model import load_model
     D, _, _ = load_model(tmp_path / "slim.pt", "cpu")  # loads into a float32 network
     assert next(D.parameters()).dtype == torch.float32
     with pytest.raises(SystemExit, match="exists"):  # never replaces a file
