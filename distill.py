@@ -170,7 +170,7 @@ def distill(cfg):
     pairs = data.validation_pairs(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 else []
 
     # student and target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)
-    student = Denoiser(teacher.preset, c_in=cfg.student_c_in, sigma_data=teacher.sigma_data, sde=sde).to(device)
+    student = Denoiser(**{**teacher.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
     student.load_state_dict(teacher.state_dict())
 
     def loss_fn(D, target, clean, noisy, generator):

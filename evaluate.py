@@ -389,7 +389,7 @@ def load_denoiser(checkpoint, preset, c_in, device):
     if not checkpoint:
         return Denoiser(preset, c_in).to(device).eval(), f"{preset}, random weights"
     D, _, kind = load_model(checkpoint, device)  # a teacher or a student checkpoint, checked
-    return D, f"{D.preset} {kind}, {checkpoint}"
+    return D, f"{D.preset or 'nf ' + str(D.shape['nf'])} {kind}, {checkpoint}"
 
 
 @torch.no_grad()

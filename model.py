@@ -1,7 +1,7 @@
 """The network, its preconditioning and its checkpoints (METHOD.md section 3).
 
 NCSNpp    a compact NCSN++ U-Net: 4 real channels in (Re, Im of x_t and of y), 2 out.
-PRESETS   its sizes, as plain data: "reference" (the published 65.6 M teacher), "small", "tiny".
+PRESETS   its shapes, as plain data: "reference" (the published 65.6 M teacher), "small", "tiny".
 Denoiser  the EDM-preconditioned mean estimator D(x_t, y, t), complex in / complex out:
           D = c_skip x_t + c_out F(c_in x_t, c_in y, t), with sigma = sigma(t) of the OUVE SDE.
 pad_spec / crop_spec   pad the time axis to a multiple of 64 and crop it back.
@@ -174,10 +174,14 @@ class NCSNpp(nn.Module):
                  fourier_scale=16.0):
         super().__init__()
         levels, temb_dim = len(ch_mult), 4 * nf
-        # Gaussian Fourier features of ln t: nf fixed random frequencies W ~ N(0, scale^2). Unlike
-        # NCSN++ (a frozen parameter) W comes from a fixed seed and stays out of the state_dict and of
-        # .half(): W ln t reaches ~1e3 rad, so a float16-rounded W would scramble the time embedding.
-        self.fourier_W = torch.randn(nf, generator=torch.Generator().manual_seed(0)) * fourier_scale
+        # Gaussian Fourier features of ln t: nf random frequencies W ~ N(0, scale^2), never trained. A buffer,
+        # so checkpoints keep it (net.fourier_W; the official code's all_modules.0.W), and float32 always, even
+        # in a float16 network or file (_apply, export_checkpoint): W ln t reaches ~1e3 rad, so a float16-rounded
+        # W would scramble the time embedding. A new network draws W from seed 0; so did this project's
+        # checkpoints from before W was stored, and loading one of those restores that draw (fill_fourier_W).
+        self.fourier_scale = fourier_scale
+        self.register_buffer("fourier_W", fourier_frequencies(nf, fourier_scale))
+        self.register_load_state_dict_pre_hook(fill_fourier_W)
         self.temb = nn.Sequential(linear(2 * nf, temb_dim), nn.SiLU(), linear(temb_dim, temb_dim))
         self.conv_in = conv(4, nf, 3)
 
@@ -216,8 +220,7 @@ class NCSNpp(nn.Module):
 
     def forward(self, x, t):
         dtype = self.conv_in.weight.dtype  # compute in the weights' dtype (autocast may lower it)
-        self.fourier_W = self.fourier_W.to(t.device)  # a plain tensor: follows t's device, once
-        proj = 2 * math.pi * torch.log(t.float())[:, None] * self.fourier_W[None, :]  # float32 always
+        proj = torch.log(t.float())[:, None] * self.fourier_W[None, :] * 2 * math.pi  # float32, the official order
         temb = self.temb(torch.cat([torch.sin(proj), torch.cos(proj)], dim=1).to(dtype))
 
         # the input in the weights' memory format: channels-last (NHWC) once the network was converted to it
@@ -246,6 +249,24 @@ class NCSNpp(nn.Module):
                 h = level.resample(h, temb)
         return self.conv_final(pyramid)
 
+    def _apply(self, fn, recurse=True):
+        """What .to(), .half(), .cuda() ... call: W moves to the new device but stays float32."""
+        W = self.fourier_W
+        super()._apply(fn, recurse)
+        self.fourier_W = W.to(self.fourier_W.device)
+        return self
+
+
+def fourier_frequencies(nf, scale=16.0):
+    """The Gaussian Fourier frequencies of a new network: W ~ N(0, scale^2), a seed-0 draw."""
+    return torch.randn(nf, generator=torch.Generator().manual_seed(0)) * scale
+
+
+def fill_fourier_W(net, state_dict, prefix, *args):
+    """load_state_dict pre-hook of NCSNpp: a state_dict without W, written before W was stored, gets the
+    seed-0 draw its network was trained with."""
+    state_dict.setdefault(prefix + "fourier_W", fourier_frequencies(len(net.fourier_W), net.fourier_scale))
+
 
 class Denoiser(nn.Module):
     """EDM-preconditioned estimate of the marginal mean mu(t) (METHOD.md 3).
@@ -254,22 +275,35 @@ class Denoiser(nn.Module):
       c_skip = sd^2 / (sigma^2 + sd^2),  c_out = sigma sd / sqrt(sigma^2 + sd^2),
       c_in = 1 / sqrt(sigma^2 + sd^2) ("edm", the teacher) or 1 ("one", the student),
       D = c_skip x_t + c_out F(c_in x_t, c_in y, t).
-    The network sees t itself (its Fourier features take ln t). A checkpoint rebuilds the
-    model with Denoiser(**denoiser.config()).
+    The network sees t itself (its Fourier features take ln t). Its shape is a preset's name
+    (Denoiser("small")) or given in full (nf, ch_mult, num_res_blocks, attn_resolutions: any NCSN++
+    width, e.g. an official checkpoint's). A checkpoint rebuilds the model with
+    Denoiser(**denoiser.config()); config() names the shape in full.
     """
 
-    def __init__(self, preset="small", c_in="edm", sigma_data=0.1, sde=None):
+    def __init__(self, preset=None, c_in="edm", sigma_data=0.1, sde=None,
+                 nf=None, ch_mult=None, num_res_blocks=None, attn_resolutions=None):
         super().__init__()
         if c_in not in ("edm", "one"):
             raise ValueError(f"c_in must be 'edm' or 'one', got {c_in!r}")
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-        self.preset, self.c_in, self.sigma_data = preset, c_in, sigma_data
+        shape = dict(nf=nf, ch_mult=ch_mult, num_res_blocks=num_res_blocks, attn_resolutions=attn_resolutions)
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+            if any(v is not None for v in shape.values()):
+                raise ValueError("give a preset or the network's shape, not both")
+            shape = PRESETS[preset]
+        elif any(v is None for v in shape.values()):
+            raise ValueError(f"give a preset ({', '.join(PRESETS)}) or all of {', '.join(shape)}")
+        self.shape = dict(nf=int(shape["nf"]), ch_mult=tuple(shape["ch_mult"]),
+                          num_res_blocks=int(shape["num_res_blocks"]), attn_resolutions=tuple(shape["attn_resolutions"]))
+        self.preset = next((name for name, p in PRESETS.items() if p == self.shape), None)  # None: no preset's shape
+        self.c_in, self.sigma_data = c_in, sigma_data
         self.sde = SDE() if sde is None else sde
-        self.net = NCSNpp(**PRESETS[preset])
+        self.net = NCSNpp(**self.shape)
 
     def config(self):
-        return {"preset": self.preset, "c_in": self.c_in, "sigma_data": self.sigma_data}
+        return {**self.shape, "c_in": self.c_in, "sigma_data": self.sigma_data}
 
     def preconditioning(self, t):
         """(c_skip, c_out, c_in), each [B], for times t [B]."""
@@ -356,11 +390,13 @@ def load_model(path, device="cpu"):
 def export_checkpoint(src, dst, dtype=torch.float16):
     """python teacher.py export SRC DST: the small file that enhancement and distillation need: kind, model,
     sde, config, step and the EMA weights in `dtype` (float16 halves the size; the loaders cast back to
-    float32). Raw weights and optimizer state are left out, so an exported file cannot be resumed."""
+    float32), except the Fourier frequencies W, float32 always. Raw weights and optimizer state are left
+    out, so an exported file cannot be resumed."""
     ckpt = load_checkpoint(src)
     if Path(dst).exists():
         raise DataError(f"{dst}: exists; remove it first or choose another name")
-    ema = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["ema"].items()}
+    ema = {k: v.to(dtype) if v.is_floating_point() and not k.endswith("fourier_W") else v  # W stays float32
+           for k, v in ckpt["ema"].items()}
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dst, kind=ckpt["kind"], config=ckpt.get("config"), model=ckpt["model"], sde=ckpt["sde"],
                     ema=ema, step=ckpt.get("step"))

@@ -8,7 +8,7 @@ import data
 import distill
 import enhance
 import evaluate
-from model import load_checkpoint, load_model
+from model import PRESETS, load_checkpoint, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER, STUDENT = ROOT / "checkpoints" / "teacher-small.pt", ROOT / "checkpoints" / "rosecd-small.pt"
@@ -41,5 +41,6 @@ def test_distill_runs_from_the_bundled_teacher_by_default(tmp_path):
     distill.main(["--steps", "2", "--batch-size", "1", "--grad-accum", "1", "--num-frames", "64", "--num-workers", "0",
                   "--valid-files", "0", "--out", str(tmp_path)])
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert ckpt["kind"] == "student" and ckpt["step"] == 2 and ckpt["model"]["preset"] == "small"
+    assert ckpt["kind"] == "student" and ckpt["step"] == 2
+    assert {k: ckpt["model"][k] for k in PRESETS["small"]} == PRESETS["small"]  # the teacher's shape, in full
     assert ckpt["config"]["teacher"] == str(TEACHER)
