@@ -149,10 +149,11 @@ def validator(teacher, sde, pairs, cfg):
 # ----------------------------------------------------------------------------- training
 
 def load_teacher(path, device):
-    """The frozen teacher (its EMA weights) from a teacher.py checkpoint."""
+    """The frozen teacher (its EMA weights) from a teacher.py checkpoint or an official teacher (.ckpt)."""
     teacher, sde, kind = load_model(path, device)
     if kind != "teacher":
-        raise DataError(f"{path} is a {kind} checkpoint: --teacher needs one written by teacher.py")
+        raise DataError(f"{path} is a {kind} checkpoint: --teacher needs one written by teacher.py "
+                        "or an official SGMSE+ / ROSE-CD teacher (c_in edm)")
     return teacher.requires_grad_(False), sde
 
 

@@ -3,6 +3,7 @@
     python enhance.py noisy.wav -o enhanced/                     # the default student checkpoint
     python enhance.py NOISY_DIR more.flac -o enhanced/           # folders are searched recursively
     python enhance.py NOISY_DIR -o out/ --checkpoint runs/teacher/checkpoint.pt   # the 30-step teacher
+    python enhance.py NOISY_DIR -o out/ --checkpoint official.ckpt      # an official SGMSE+ / ROSE-CD file
     python enhance.py NOISY_DIR -o out/ --precision fp32 --batch 1               # exact float32, chunk by chunk
 
 A student (checkpoint kind "student") enhances in one network call: x_T = y + sigma(1) z,
@@ -417,7 +418,8 @@ def main(argv=None):
     parser.add_argument("-o", "--out", required=True, metavar="OUTDIR",
                         help="output folder; mirrors each input folder's layout, and may not lie inside one")
     parser.add_argument("--checkpoint", metavar="CKPT", default=None,
-                        help="student or teacher checkpoint (default: checkpoints/rosecd-small.pt beside enhance.py)")
+                        help="student or teacher checkpoint: this project's .pt or an official SGMSE+ / ROSE-CD "
+                        "Lightning .ckpt (default: checkpoints/rosecd-small.pt beside enhance.py)")
     parser.add_argument("--steps", metavar="N", type=int, default=None,
                         help="sampling steps (default: 1 for a student, its only choice; 30 for a teacher's "
                         "predictor-corrector, where 1 gives the teacher's one-step estimate)")
