@@ -23,9 +23,9 @@ import torch
 
 import data
 from data import DataError, crop_samples, spec_to_wav, wav_to_spec
-from enhance import load_model, optimise
+from enhance import optimise
 from evaluate import score
-from model import Denoiser
+from model import Denoiser, load_model
 from sde import bcast, heun_step, randn_like, time_grid
 from teacher import TrainConfig, fit, parse_config, set_determinism, setup_distributed, validate
 
@@ -158,10 +158,11 @@ def validator(teacher, sde, pairs, cfg):
 # ----------------------------------------------------------------------------- training
 
 def load_teacher(path, device):
-    """The frozen teacher (its EMA weights) from a teacher.py checkpoint."""
+    """The frozen teacher (its EMA weights) from a teacher.py checkpoint or an official teacher (.ckpt)."""
     teacher, sde, kind = load_model(path, device)
     if kind != "teacher":
-        raise DataError(f"{path} is a {kind} checkpoint: --teacher needs one written by teacher.py")
+        raise DataError(f"{path} is a {kind} checkpoint: --teacher needs one written by teacher.py "
+                        "or an official SGMSE+ / ROSE-CD teacher (c_in edm)")
     return teacher.requires_grad_(False), sde
 
 
@@ -179,7 +180,7 @@ def distill(cfg):
     pairs = data.validation_pairs(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 else []
 
     # student and target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)
-    student = Denoiser(teacher.preset, c_in=cfg.student_c_in, sigma_data=teacher.sigma_data, sde=sde).to(device)
+    student = Denoiser(**{**teacher.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
     student.load_state_dict(teacher.state_dict())
 
     if cfg.compile:

@@ -3,6 +3,7 @@
     python enhance.py noisy.wav -o enhanced/                     # the default student checkpoint
     python enhance.py NOISY_DIR more.flac -o enhanced/           # folders are searched recursively
     python enhance.py NOISY_DIR -o out/ --checkpoint runs/teacher/checkpoint.pt   # the 30-step teacher
+    python enhance.py NOISY_DIR -o out/ --checkpoint official.ckpt      # an official SGMSE+ / ROSE-CD file
     python enhance.py NOISY_DIR -o out/ --precision fp32 --batch 1               # exact float32, chunk by chunk
 
 A student (checkpoint kind "student") enhances in one network call: x_T = y + sigma(1) z,
@@ -37,8 +38,8 @@ from tqdm import tqdm
 
 from data import AUDIO_EXTS, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, read_audio, resample, spec_to_wav, \
     wav_to_spec
-from model import NUM_FREQS, Denoiser, GroupNorm, crop_spec, pad_spec
-from sde import SDE, pc_sample
+from model import NUM_FREQS, GroupNorm, crop_spec, load_model, pad_spec
+from sde import pc_sample
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "rosecd-small.pt"
 CHUNK_FRAMES = 512    # STFT frames per chunk: 511 * 128 = 65,408 samples = 4.09 s at 16 kHz
@@ -249,23 +250,6 @@ def capture_graph(fn):
 
 # ----------------------------------------------------------------------------- files
 
-def load_model(path, device):
-    """(D, sde, kind) from a checkpoint: Denoiser(**model) with its EMA weights, in eval mode."""
-    import teacher  # here rather than at the top: teacher.py imports enhance_wav from this file
-    ckpt = teacher.load_checkpoint(path, device)
-    kind = ckpt["kind"]
-    if kind not in ("student", "teacher"):
-        raise DataError(f"{path}: a checkpoint of kind {kind!r}; expected a ROSE-CD student or its teacher")
-    try:
-        sde = SDE(**ckpt["sde"])
-        D = Denoiser(**ckpt["model"], sde=sde)
-        D.load_state_dict(ckpt["ema"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise DataError(f"{path}: its weights do not fit the model it describes ({reason})")
-    return D.to(device).eval(), sde, kind
-
-
 def write_audio(path, wav, rate):
     """Write through a temporary file in the same folder and a rename: a failure leaves no file."""
     fmt, subtype = FORMATS[path.suffix.lower()]
@@ -434,7 +418,8 @@ def main(argv=None):
     parser.add_argument("-o", "--out", required=True, metavar="OUTDIR",
                         help="output folder; mirrors each input folder's layout, and may not lie inside one")
     parser.add_argument("--checkpoint", metavar="CKPT", default=None,
-                        help="student or teacher checkpoint (default: checkpoints/rosecd-small.pt beside enhance.py)")
+                        help="student or teacher checkpoint: this project's .pt or an official SGMSE+ / ROSE-CD "
+                        "Lightning .ckpt (default: checkpoints/rosecd-small.pt beside enhance.py)")
     parser.add_argument("--steps", metavar="N", type=int, default=None,
                         help="sampling steps (default: 1 for a student, its only choice; 30 for a teacher's "
                         "predictor-corrector, where 1 gives the teacher's one-step estimate)")

@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from data import AUDIO_EXTS, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, load_audio, read_audio, \
     resample, wav_to_spec
-from enhance import PRECISIONS, enhance_batch, load_model, optimise, pick_device, precision
-from model import NUM_FREQS, PRESETS, Denoiser, pad_spec
+from enhance import PRECISIONS, enhance_batch, optimise, pick_device, precision
+from model import NUM_FREQS, PRESETS, Denoiser, load_model, pad_spec
 
 EPS = 1e-12
 MAX_LENGTH_DIFF = 16  # samples at 16 kHz (1 ms): longer differences are a mismatch, shorter ones are trimmed
@@ -388,8 +388,8 @@ def load_denoiser(checkpoint, preset, c_in, device):
     (speed does not depend on the weights)."""
     if not checkpoint:
         return Denoiser(preset, c_in).to(device).eval(), f"{preset}, random weights"
-    D, _, kind = load_model(checkpoint, device)  # a teacher or a student checkpoint, checked
-    return D, f"{D.preset} {kind}, {checkpoint}"
+    D, _, kind = load_model(checkpoint, device)  # a teacher or a student checkpoint (ours or official), checked
+    return D, f"{D.preset or 'nf ' + str(D.shape['nf'])} {kind}, {checkpoint}"
 
 
 @torch.no_grad()
@@ -619,9 +619,9 @@ def parse_args(argv=None):
     g.add_argument("--benchmark", action="store_true", help="time the teacher and the student instead of scoring")
     g.add_argument("--preset", default="reference", choices=sorted(PRESETS), help="network size without checkpoints")
     g.add_argument("--checkpoint-teacher", default="", metavar="CKPT",
-                   help="teacher checkpoint; empty: random weights of --preset")
+                   help="teacher checkpoint (this project's or an official .ckpt); empty: random weights of --preset")
     g.add_argument("--checkpoint-student", default="", metavar="CKPT",
-                   help="student checkpoint; empty: random weights of --preset")
+                   help="student checkpoint (this project's or an official .ckpt); empty: random weights of --preset")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     g.add_argument("--steps", type=int, default=30, help="teacher sampler steps N (2N network calls)")
     g.add_argument("--repeats", type=int, default=5, help="timed runs of each model (the median is reported)")

@@ -33,7 +33,7 @@ import data
 from data import DataError, wav_to_spec
 from enhance import enhance_wav, optimise
 from evaluate import score
-from model import PRESETS, Denoiser
+from model import PRESETS, Denoiser, export_checkpoint, load_checkpoint, save_checkpoint
 from sde import SDE, bcast, randn_like
 
 
@@ -131,41 +131,6 @@ def ema_update(ema, model, decay):
     torch._foreach_lerp_(params_ema, params, 1 - decay)  # one fused kernel per group, not one per tensor
     for b_ema, b in zip(ema.buffers(), model.buffers()):
         b_ema.copy_(b)
-
-
-def save_checkpoint(path, **state):
-    """One file, written atomically: a crash mid-write leaves the previous checkpoint intact."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, device="cpu"):
-    """The checkpoint dict; a clear DataError for a missing, corrupt or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise DataError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:200]})")
-    if not isinstance(ckpt, dict) or not {"kind", "model", "ema"} <= ckpt.keys():
-        raise DataError(f"{path}: not a checkpoint of this project (no kind/model/ema entries)")
-    return ckpt
-
-
-def export_checkpoint(src, dst, dtype=torch.float16):
-    """Write the small file that enhancement and distillation need: kind, model, sde, config, step
-    and the EMA weights in `dtype` (float16 halves the size; the loaders cast back to float32).
-    Raw weights and optimizer state are left out, so an exported file cannot be resumed."""
-    ckpt = load_checkpoint(src)
-    if Path(dst).exists():
-        raise DataError(f"{dst}: exists; remove it first or choose another name")
-    ema = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["ema"].items()}
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(dst, kind=ckpt["kind"], config=ckpt.get("config"), model=ckpt["model"], sde=ckpt["sde"],
-                    ema=ema, step=ckpt.get("step"))
 
 
 def weights_hash(module):

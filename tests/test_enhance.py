@@ -25,9 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 import enhance  # noqa: E402
 from data import DataError, load_audio  # noqa: E402
-from model import Denoiser  # noqa: E402
+from model import Denoiser, load_model, save_checkpoint  # noqa: E402
 from sde import SDE  # noqa: E402
-from teacher import save_checkpoint  # noqa: E402
 
 NOISY = sorted((ROOT / "demo" / "vbdmd" / "noisy").glob("*.wav"))
 CHUNK = 511 * 128  # samples in a chunk of 512 frames
@@ -319,11 +318,11 @@ MEMORY_CHILD = r"""
 import re, sys, torch
 from pathlib import Path
 sys.path.insert(0, "tests")
-import enhance
+import enhance, model
 from test_enhance import Wide
 def kb(field):
     return int(re.search(field + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1))
-D, sde, kind = enhance.load_model(sys.argv[1], torch.device("cpu"))
+D, sde, kind = model.load_model(sys.argv[1], torch.device("cpu"))
 D.net = Wide()
 open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark VmHWM to the current RSS
 base = kb("VmRSS")
@@ -381,7 +380,7 @@ def test_a_foreign_checkpoint_is_refused_clearly(tmp_path, case, message):
     else:
         write_checkpoint(path, "student", tiny("one"), sde={"gamma": 1.5, "colour": "blue"})
     with pytest.raises(DataError, match=message):
-        enhance.load_model(path, torch.device("cpu"))
+        load_model(path, torch.device("cpu"))
 
 
 def test_outputs_never_land_on_inputs(tmp_path):

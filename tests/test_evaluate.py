@@ -321,7 +321,7 @@ def test_benchmark_loads_checkpoints_and_refuses_foreign_files(tmp_path):
     import dataclasses
     from model import Denoiser
     from sde import SDE
-    from teacher import save_checkpoint
+    from model import save_checkpoint
     D = Denoiser("tiny", "one")
     save_checkpoint(tmp_path / "student.pt", kind="student", model=D.config(), sde=dataclasses.asdict(SDE()),
                     ema=D.state_dict())

@@ -1,4 +1,7 @@
-"""Tests for model.py: shapes, padding, parameter counts, EDM preconditioning, rebuilding."""
+"""Tests for model.py: shapes, padding, parameter counts, EDM preconditioning, rebuilding, W in checkpoints.
+The official checkpoints are tests/test_official.py's."""
+import ast
+import dataclasses
 import math
 import subprocess
 import sys
@@ -11,7 +14,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model import PRESETS, Denoiser, GroupNorm, count_parameters, crop_spec, downsample, pad_spec, upsample  # noqa: E402
+from model import PRESETS, Denoiser, GroupNorm, count_parameters, crop_spec, downsample, export_checkpoint, load_checkpoint, \
+    load_model, pad_spec, save_checkpoint, upsample  # noqa: E402
 from sde import SDE  # noqa: E402
 
 
@@ -190,17 +194,48 @@ def test_score_from_D():
     assert torch.allclose(s, (D - x) / SDE().sigma(t).view(-1, 1, 1, 1) ** 2)
 
 
-@pytest.mark.parametrize("cfg", [dict(preset="tiny", c_in="one", sigma_data=0.2), dict(preset="small")])
+@pytest.mark.parametrize("cfg", [dict(preset="tiny", c_in="one", sigma_data=0.2), dict(preset="small"),
+                                 dict(nf=8, ch_mult=[1, 2, 2], num_res_blocks=1, attn_resolutions=[64])])
 def test_config_rebuilds_the_same_model(cfg):
     d = randomize_zero_layers(Denoiser(**cfg)).eval()
+    with torch.no_grad():
+        d.net.fourier_W.normal_(0, 16)  # W is stored with the weights: another draw than the seed-0 one of a new net
     e = Denoiser(**d.config()).eval()
-    assert d.config() == e.config() and d.config()["preset"] == cfg["preset"]
+    assert d.config() == e.config() and e.preset == cfg.get("preset")  # the shape in full; a preset where it is one
+    assert {k: d.config()[k] for k in ("nf", "num_res_blocks")} == \
+        {k: (PRESETS[cfg["preset"]] if "preset" in cfg else cfg)[k] for k in ("nf", "num_res_blocks")}
     sd, se = d.state_dict(), e.state_dict()
-    assert list(sd) == list(se) and all(sd[k].shape == se[k].shape for k in sd)
-    e.load_state_dict(sd)  # same weights -> same function (the Fourier frequencies come from a fixed seed)
+    assert list(sd) == list(se) and all(sd[k].shape == se[k].shape for k in sd) and "net.fourier_W" in sd
+    e.load_state_dict(sd)  # same weights and W -> same function
     x, y, t = complex_spec(1, 64, seed=1), complex_spec(1, 64, seed=2), torch.tensor([0.3])
     with torch.no_grad():
         assert torch.equal(d(x, y, t), e(x, y, t))
+
+
+def test_old_checkpoints_without_W_get_the_seed_0_draw_they_were_trained_with():
+    d = Denoiser("tiny")
+    old = {k: v for k, v in d.state_dict().items() if k != "net.fourier_W"}  # a state_dict from before W was stored
+    e = Denoiser("tiny")
+    with torch.no_grad():
+        e.net.fourier_W.zero_()
+    e.load_state_dict(old)
+    expected = torch.randn(16, generator=torch.Generator().manual_seed(0)) * 16  # what NCSNpp drew before
+    assert torch.equal(e.net.fourier_W, expected) and torch.equal(d.net.fourier_W, expected)
+
+
+def test_exported_float16_checkpoint_keeps_W_bit_exact_in_float32(tmp_path):
+    d = Denoiser("tiny")
+    with torch.no_grad():
+        d.net.fourier_W.normal_(0, 16, generator=torch.Generator().manual_seed(3))  # not the seed-0 fallback
+    save_checkpoint(tmp_path / "full.pt", kind="teacher", config={}, model=d.config(), sde=dataclasses.asdict(SDE()),
+                    ema=d.state_dict(), raw=d.state_dict(), step=1)
+    export_checkpoint(tmp_path / "full.pt", tmp_path / "small.pt")
+    ema = load_checkpoint(tmp_path / "small.pt")["ema"]
+    assert ema["net.fourier_W"].dtype == torch.float32 and torch.equal(ema["net.fourier_W"], d.net.fourier_W)
+    assert ema["net.conv_in.weight"].dtype == torch.float16
+    D, _, _ = load_model(tmp_path / "small.pt")
+    assert torch.equal(D.net.fourier_W, d.net.fourier_W) and D.net.conv_in.weight.dtype == torch.float32
+    assert D.half().net.fourier_W.dtype == torch.float32  # .half() leaves W alone as well
 
 
 def test_half_precision_weights_keep_float32_time_features():
@@ -220,3 +255,19 @@ def test_bad_arguments_fail_clearly():
         Denoiser("tiny", c_in="unit")
     with pytest.raises(ValueError, match="preset"):
         Denoiser("huge")
+    with pytest.raises(ValueError, match="not both"):
+        Denoiser("tiny", nf=8)
+    with pytest.raises(ValueError, match="all of nf"):
+        Denoiser(nf=8)
+
+
+def test_imports_flow_one_way():
+    """STYLE.md: data and sde at the bottom, then model (the network and its checkpoints), then enhance and evaluate,
+    then teacher and distill; every import, inside functions too, goes to an earlier stage (so no cycle)."""
+    order = ["data", "sde", "model", "enhance", "evaluate", "teacher", "distill"]
+    for i, name in enumerate(order):
+        tree = ast.parse((ROOT / f"{name}.py").read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not imported & set(order[i:]), f"{name}.py imports {sorted(imported & set(order[i:]))}"

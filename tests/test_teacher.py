@@ -50,7 +50,7 @@ def test_checkpoint_holds_everything_to_resume_and_loads_weights_only(tmp_path):
     train(Config(**FAST, steps=2, out=str(tmp_path)))
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert {"kind", "config", "model", "sde", "ema", "raw", "optimizer", "step", "rng"} <= ckpt.keys()
-    assert ckpt["kind"] == "teacher" and ckpt["model"] == {"preset": "tiny", "c_in": "edm", "sigma_data": 0.1}
+    assert ckpt["kind"] == "teacher" and ckpt["model"] == {**teacher.PRESETS["tiny"], "c_in": "edm", "sigma_data": 0.1}
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(teacher.DataError, match="exists"):  # never overwrite a run by accident
         train(Config(**FAST, steps=2, out=str(tmp_path)))
@@ -116,9 +116,9 @@ def test_export_keeps_the_ema_weights_in_float16_and_cannot_be_resumed(tmp_path)
     full, slim = load_checkpoint(tmp_path / "run" / "checkpoint.pt"), load_checkpoint(tmp_path / "slim.pt")
     assert not {"raw", "optimizer"} & slim.keys() and slim["kind"] == "teacher" and slim["step"] == 2
     for k, v in full["ema"].items():
-        assert slim["ema"][k].dtype == (torch.float16 if v.is_floating_point() else v.dtype)
+        assert slim["ema"][k].dtype == (torch.float16 if v.is_floating_point() and k != "net.fourier_W" else v.dtype)
         assert torch.allclose(slim["ema"][k].float(), v.float(), rtol=1e-3, atol=1e-4)
-    from enhance import load_model
+    from model import load_model
     D, _, _ = load_model(tmp_path / "slim.pt", "cpu")  # loads into a float32 network
     assert next(D.parameters()).dtype == torch.float32
     with pytest.raises(SystemExit, match="exists"):  # never replaces a file
@@ -128,3 +128,24 @@ def test_export_keeps_the_ema_weights_in_float16_and_cannot_be_resumed(tmp_path)
     with pytest.raises(SystemExit, match="cannot be resumed"):
         teacher.main(["--preset", "tiny", "--out", str(tmp_path / "again"), "--resume", "--steps", "4",
                       "--valid-files", "0", "--batch-size", "2", "--num-frames", "64"])
+
+
+def test_ema_has_the_official_warm_up():
+    """torch_ema with use_num_updates: decay min(0.999, (1 + n) / (10 + n)) at update n = 1, 2, ..."""
+    assert teacher.ema_decay(0.999, 1) == pytest.approx(2 / 11)
+    assert teacher.ema_decay(0.999, 100) == pytest.approx(101 / 110)
+    assert teacher.ema_decay(0.999, 8_990) == teacher.ema_decay(0.999, 100_000) == 0.999
+    model, ema = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0), ema.weight.fill_(0.0)
+    teacher.ema_update(ema, model, teacher.ema_decay(0.999, 1))
+    torch.testing.assert_close(ema.weight, torch.full((1, 3), 9 / 11))  # the first update moves 9/11 of the way
+
+
+def test_training_uses_the_warm_up_and_a_resumed_run_continues_its_count(tmp_path, monkeypatch):
+    seen = []
+    original = teacher.ema_update
+    monkeypatch.setattr(teacher, "ema_update", lambda ema, model, decay: (seen.append(decay), original(ema, model, decay)))
+    train(Config(**FAST, steps=2, out=str(tmp_path)))
+    train(Config(**FAST, steps=3, out=str(tmp_path), resume=True))
+    assert seen == pytest.approx([2 / 11, 3 / 12, 4 / 13])
