@@ -40,7 +40,9 @@ table.files th.file { width: 8em; text-align: left; word-break: break-all; }
 table.files audio, table.files img { display: block; width: 100%; }
 table.files img { height: 128px; margin-top: 4px; }
 td.gap { text-align: center; color: #666; }
-.scores { font-size: 90%; margin-top: 2px; }"""
+.scores { font-size: 90%; margin-top: 2px; }
+.score { white-space: nowrap; }
+.note { font-size: 90%; color: #a40; }"""
 
 
 def write_atomic(path, data):
@@ -79,10 +81,13 @@ def spectrogram_png(db, vmax):
 
 
 def wav_bytes(wav):
-    """A 16-bit PCM WAV file (bytes) at 16 kHz, the format every browser plays; clipped at full scale."""
+    """(a 16-bit PCM WAV file at 16 kHz as bytes, the format every browser plays; its gain in dB): a waveform
+    that goes above full scale is scaled down to fit (gain < 0) rather than clipped, the others keep their level."""
+    peak = float(np.abs(wav).max())
+    gain = 1 / peak if peak > 1 else 1.0
     buf = io.BytesIO()
-    sf.write(buf, np.clip(wav, -1, 1), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    sf.write(buf, np.clip(gain * wav, -1, 1), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buf.getvalue(), 20 * np.log10(gain)
 
 
 def pick_files(scores, metric, count, version):
@@ -109,8 +114,8 @@ def cell_scores(row):
     """The scores under a player, from a row of score_folders; the clean reference (None) has none."""
     if row is None:
         return "reference"
-    return " &middot; ".join(f'{LABELS[m]} <span data-metric="{m}">{fmt(m, row[m])}</span>'
-                             + " dB" * m.startswith("si_") for m in CELL_METRICS if m in row)
+    return " &middot; ".join(f'<span class="score">{LABELS[m]} <span data-metric="{m}">{fmt(m, row[m])}</span>'
+                             + " dB" * m.startswith("si_") + "</span>" for m in CELL_METRICS if m in row)
 
 
 def link(version, file, ext):
@@ -118,9 +123,10 @@ def link(version, file, ext):
     return quote(f"{version}/{file}.{ext}")
 
 
-def page_html(columns, scores, summaries, folders, shown, rule):
+def page_html(columns, scores, summaries, folders, shown, rule, notes):
     """The page's HTML: the mean table of summaries {version: {metric: {mean, std, n}}}, the rule, then one
-    row per shown file with a cell per column (a version, or the clean reference) and the scores of it."""
+    row per shown file with a cell per column (a version, or the clean reference): its player, its picture,
+    its scores and its note from notes {(column, file): text}, if any."""
     e = html.escape
     metrics = list(next(iter(summaries.values())))
     lines = ["<!doctype html>", '<html lang="en">', '<head><meta charset="utf-8"><title>Listening page</title>',
@@ -138,7 +144,9 @@ def page_html(columns, scores, summaries, folders, shown, rule):
               f"<p><b>Rows.</b> {e(rule)}</p>",
               f"<p><b>Spectrograms.</b> STFT 510/128 magnitude, 0 to 8 kHz from bottom to top; one colour scale per "
               f"row, from {DYNAMIC_RANGE} dB below the loudest bin of the row (black) to that bin (light yellow). "
-              "Audio: 16-bit WAV at 16 kHz.</p>",
+              "They show each file at the level it was scored at.</p>",
+              "<p><b>Audio.</b> 16-bit WAV at 16 kHz. A file that goes above full scale is scaled down to fit, "
+              "not clipped, and its cell says by how much.</p>",
               '<table class="files">', '<tr><th class="file">file</th>'
               + "".join(f"<th>{e(name)}</th>" for name in columns) + "</tr>"]
     for file in shown:
@@ -148,6 +156,7 @@ def page_html(columns, scores, summaries, folders, shown, rule):
         lines.append(f'<tr data-file="{e(file)}"><th class="file">{e(file)}</th>')
         for name in columns:
             text = cell_scores(scores.get(name, {}).get(file))
+            text += f'<div class="note">{e(notes[name, file])}</div>' if (name, file) in notes else ""
             lines.append(f'<td data-version="{e(name)}"><audio controls preload="metadata" '
                          f'src="{link(name, file, "wav")}"></audio><img src="{link(name, file, "png")}" '
                          f'alt="spectrogram of {e(name)} {e(file)}"><div class="scores">{text}</div></td>')
@@ -169,13 +178,16 @@ def write_page(out, columns, rows, summaries, folders, sort_version, sort_metric
     left_out = len(set().union(*(set(s) for s in scores.values()))) - len(common)
     if left_out:
         rule += f" Not shown: {left_out} file(s) that only some of the versions scored."
-    out = Path(out)
+    out, notes = Path(out), {}
     for file in filter(None, shown):
         wavs = {name: load_audio(files[file]) for name, files in columns.items()}
         specs = {name: spectrogram_db(wav) for name, wav in wavs.items()}
         vmax = max(db.max() for db in specs.values())  # one colour scale for the row
         for name in columns:
-            write_atomic(out / name / f"{file}.wav", wav_bytes(wavs[name]))
+            data, gain_db = wav_bytes(wavs[name])
+            write_atomic(out / name / f"{file}.wav", data)
+            if gain_db < 0:
+                notes[name, file] = f"audio scaled by {gain_db:.1f} dB: it goes above full scale"
             write_atomic(out / name / f"{file}.png", spectrogram_png(specs[name], vmax))
-    write_atomic(out / "index.html", page_html(columns, scores, summaries, folders, shown, rule))
+    write_atomic(out / "index.html", page_html(columns, scores, summaries, folders, shown, rule, notes))
     return len(shown) - shown.count(None)

@@ -1,6 +1,7 @@
 """The listening page: links that resolve, the CSV's numbers, one colour scale per row, the rows limit,
 bad requests, and a real browser's rendering where Chromium is installed."""
 import csv
+import io
 import json
 import shutil
 import subprocess
@@ -22,14 +23,14 @@ FILES = {"a": "p287_001", "sub/b c": "p287_002", "d": "p287_003"}  # a subfolder
 
 
 def tiny_folders(root):
-    """clean/, noisy/, teacher/ and student/ of three 1.5-s files; the student nearer the clean speech. The
-    student also holds a file that the teacher lacks: it is scored, but not on the page."""
+    """clean/, noisy/, teacher/ and student/ of three 1.5-s files; the student nearer the clean speech, the teacher
+    above full scale (float WAV). The student also holds a file that the teacher lacks: it is scored, but not shown."""
     for name, source in FILES.items():
         clean, noisy = load_audio(CLEAN / f"{source}.wav")[:24000], load_audio(NOISY / f"{source}.wav")[:24000]
-        for folder, wav in (("clean", clean), ("noisy", noisy), ("teacher", 0.7 * noisy + 0.3 * clean),
+        for folder, wav in (("clean", clean), ("noisy", noisy), ("teacher", 4 * (0.7 * noisy + 0.3 * clean)),
                             ("student", 0.4 * noisy + 0.6 * clean)):
             (root / folder / name).parent.mkdir(parents=True, exist_ok=True)
-            sf.write(root / folder / f"{name}.wav", wav, 16000)
+            sf.write(root / folder / f"{name}.wav", wav, 16000, subtype="FLOAT")
     for folder, source in (("clean", CLEAN), ("noisy", NOISY), ("student", NOISY)):
         sf.write(root / folder / "extra.wav", load_audio(source / "p287_004.wav")[:24000], 16000)
     return ["--clean", root / "clean", "--noisy", root / "noisy", "--enhanced", root / "teacher", root / "student"]
@@ -96,6 +97,8 @@ def test_every_link_resolves_and_the_scores_are_those_of_the_csv(tmp_path, monke
     for link in audio:
         info = sf.info(out / unquote(link))
         assert (info.format, info.subtype, info.samplerate, info.channels) == ("WAV", "PCM_16", 16000, 1)
+    text = (out / "index.html").read_text()
+    assert text.count("audio scaled by") == len(FILES)  # the teacher's files only, each above full scale
     for version in columns[:3]:
         rows = read_csv(out / version / "scores.csv")
         assert sorted(rows) == sorted(list(FILES) + ["extra"] * (version != "teacher"))
@@ -106,7 +109,7 @@ def test_every_link_resolves_and_the_scores_are_those_of_the_csv(tmp_path, monke
             mean, std = page.numbers[version, "mean", metric].split(" ± ")
             assert printed(mean, s["mean"]) and printed(std, s["std"]), (version, metric)
     assert ("student", "extra", "pesq") not in page.numbers
-    assert "All 3 files, in name order. Not shown: 1 file(s)" in (out / "index.html").read_text()
+    assert "All 3 files, in name order. Not shown: 1 file(s)" in text
     # one colour scale per row: every picture of a row tops out at the row's loudest bin
     assert len(rows_of_colours) == len(audio)
     for i in range(0, len(rows_of_colours), len(columns)):
@@ -136,6 +139,17 @@ def test_the_png_writer_needs_no_imaging_package_and_decodes_back():
     expected = np.clip(np.round((levels + 80) / 80 * 255), 0, 255)[::-1]  # 0 dB at the top: 255, -80 dB and below: 0
     np.testing.assert_array_equal(index[:, 0], expected)
     assert len(chunks[b"PLTE"]) == 3 * 256
+
+
+def test_audio_above_full_scale_is_scaled_down_not_clipped():
+    wav = np.sin(np.linspace(0, 200, 16000)) * np.linspace(0, 2, 16000)  # about 6 dB above full scale
+    peak = np.abs(wav).max()
+    data, gain_db = listen.wav_bytes(wav)
+    back, rate = sf.read(io.BytesIO(data))
+    assert rate == 16000 and gain_db == pytest.approx(-20 * np.log10(peak)) and gain_db < -5.9
+    np.testing.assert_allclose(back, wav / peak, atol=1 / 32768)
+    data, gain_db = listen.wav_bytes(wav / 4)  # within full scale: copied at its level
+    assert gain_db == 0 and np.abs(sf.read(io.BytesIO(data))[0] - wav / 4).max() <= 1 / 32768
 
 
 def test_page_rows_shows_the_lowest_and_the_highest_and_says_so(tmp_path):
