@@ -1,22 +1,20 @@
 """The listening page: links that resolve, the CSV's numbers, one colour scale per row, the rows limit,
 bad requests, and a real browser's rendering where Chromium is installed."""
-import csv
 import io
 import json
 import shutil
 import subprocess
 import zlib
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-import evaluate
 import listen
 from data import DEMO, load_audio
+from test_evaluate import read_csv, run_main
 
 CLEAN, NOISY = DEMO / "vbdmd" / "clean", DEMO / "vbdmd" / "noisy"
 FILES = {"a": "p287_001", "sub/b c": "p287_002", "d": "p287_003"}  # a subfolder and a space: links must be quoted
@@ -34,20 +32,6 @@ def tiny_folders(root):
     for folder, source in (("clean", CLEAN), ("noisy", NOISY), ("student", NOISY)):
         sf.write(root / folder / "extra.wav", load_audio(source / "p287_004.wav")[:24000], 16000)
     return ["--clean", root / "clean", "--noisy", root / "noisy", "--enhanced", root / "teacher", root / "student"]
-
-
-def run_main(*args):
-    """main() in this process; returns the error message it exits with, or None."""
-    try:
-        evaluate.main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code
-    return None
-
-
-def read_csv(path):
-    with open(path) as f:
-        return {r["file"]: {k: float(v) for k, v in r.items() if k != "file"} for r in csv.DictReader(f)}
 
 
 class Page(HTMLParser):
