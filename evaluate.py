@@ -3,6 +3,7 @@
     python evaluate.py --clean CLEAN --enhanced ENHANCED --noisy NOISY   # per-file CSV, JSON and markdown summary
     python evaluate.py --enhanced ENHANCED --dnsmos                       # no reference: DNSMOS (needs speechmos)
     python evaluate.py --clean C --enhanced E --noisy N --plot p287_001   # and a PNG spectrogram (needs matplotlib)
+    python evaluate.py --clean C --noisy N --enhanced T S --names teacher student --out OUT --page   # listening page
     python evaluate.py --benchmark --preset small --device cuda           # teacher (30-step PC) vs student speed
     python evaluate.py --benchmark --batch 1 8 --precision fp32 bf16      # one run per batch size and precision
     python evaluate.py --benchmark --calls-only --batch 1 8 --precision fp32 tf32 bf16 fp16 --peak-tflops 765
@@ -19,6 +20,7 @@ import importlib
 import io
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,9 +29,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import AUDIO_EXTS, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, load_audio, read_audio, \
+from data import AUDIO_EXTS, DEMO, HOP, SAMPLE_RATE, DataError, crop_samples, load_audio, read_audio, \
     resample, wav_to_spec
 from enhance import PRECISIONS, enhance_batch, optimise, pick_device, precision
+from listen import LABELS, spectrogram_db, write_atomic, write_page
 from model import NUM_FREQS, PRESETS, Denoiser, load_model, pad_spec
 
 EPS = 1e-12
@@ -242,15 +245,6 @@ def check_writable(paths, overwrite):
         raise DataError(f"{existing[0]} exists: pass --overwrite to replace it, or choose another --out")
 
 
-def write_atomic(path, text):
-    """Write through a temporary file and a rename: a crash never leaves half a result file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_results(out, rows, summary, skipped, meta):
     """out/scores.csv (one row per file, full precision), scores.json (summary, skipped files and
     the options) and scores.md (the summary table)."""
@@ -318,11 +312,7 @@ def plot_spectrograms(paths, png):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     roles = [r for r in ("noisy", "enhanced", "clean") if r in paths]
-    window = torch.hann_window(N_FFT, periodic=True)
-    specs = {}
-    for r in roles:
-        X = torch.stft(torch.from_numpy(load_audio(paths[r])), N_FFT, HOP, window=window, return_complex=True)
-        specs[r] = 20 * np.log10(X.abs().numpy() + 1e-8)  # dB
+    specs = {r: spectrogram_db(load_audio(paths[r])) for r in roles}
     vmax = max(s.max() for s in specs.values())
     fig, axes = plt.subplots(1, len(roles), figsize=(4 * len(roles) + 1, 4), sharey=True, squeeze=False,
                              layout="constrained")
@@ -598,11 +588,13 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("scoring")
     g.add_argument("--clean", default="", metavar="DIR", help="folder of clean references")
-    g.add_argument("--enhanced", default="", metavar="DIR", help="folder of enhanced files to score (subfolders too)")
+    g.add_argument("--enhanced", nargs="+", default=[], metavar="DIR",
+                   help="folder of enhanced files to score (subfolders too); several: one results folder OUT/NAME each")
     g.add_argument("--noisy", default="", metavar="DIR",
                    help="folder of noisy inputs: adds SI-SIR and SI-SAR (noise = noisy - clean)")
     g.add_argument("--out", default="", metavar="DIR", help="results folder (scores.csv, scores.json, scores.md, PNGs; "
-                   "benchmark.json); empty: the --enhanced folder, or no file for --benchmark")
+                   "benchmark.json); empty: the --enhanced folder, or no file for --benchmark; required with several "
+                   "--enhanced folders or --page")
     g.add_argument("--overwrite", action="store_true", help="replace earlier result files in --out")
     g.add_argument("--pesq-mode", default="wb", choices=("wb", "nb"),
                    help="PESQ wide-band or narrow-band (column pesq_nb)")
@@ -615,6 +607,19 @@ def parse_args(argv=None):
                    help="samples at 16 kHz by which matched files may differ (trimmed to the shorter)")
     g.add_argument("--plot", nargs="+", default=[], metavar="NAME",
                    help="files (relative path, extension optional) to draw as OUT/NAME.png (needs matplotlib)")
+    g = p.add_argument_group("listening page")
+    g.add_argument("--names", nargs="+", default=[], metavar="NAME",
+                   help="a name for each --enhanced folder, in order: its results folder OUT/NAME and its column on "
+                   "the page; empty: the folders' own names")
+    g.add_argument("--page", action="store_true",
+                   help="also write OUT/index.html: per file, a player, a spectrogram and the scores of the noisy "
+                   "input (scored too, into OUT/noisy), of each --enhanced folder and of the clean reference; audio "
+                   "and PNGs in OUT/NAME/, linked by relative paths")
+    g.add_argument("--page-rows", type=int, default=0, metavar="N",
+                   help="files on the page: the N/2 with the lowest and the N/2 with the highest --page-sort of the "
+                   "first --enhanced folder; 0: every file")
+    g.add_argument("--page-sort", default="pesq", choices=list(LABELS), metavar="METRIC",
+                   help="score that --page-rows picks files by: " + ", ".join(LABELS))
     g = p.add_argument_group("speed benchmark")
     g.add_argument("--benchmark", action="store_true", help="time the teacher and the student instead of scoring")
     g.add_argument("--preset", default="reference", choices=sorted(PRESETS), help="network size without checkpoints")
@@ -691,36 +696,98 @@ def run_benchmark(a):
     return results
 
 
-def run_scoring(a):
+def plan_versions(a):
+    """({name: folder to score}, {name: its results folder}). One --enhanced folder without --page: the
+    version 'enhanced', results in --out or else the folder itself. Several folders, or --page: results in
+    OUT/NAME, each NAME from --names or the folder's own name; with --page and --noisy the noisy input is
+    scored too, as the version 'noisy'. No results folder may be an input folder, lie in one or hold one."""
     if not a.enhanced:
         raise DataError("--enhanced is required (or --benchmark)")
-    out = Path(a.out or a.enhanced)
+    if a.page_rows and not a.page:
+        raise DataError("--page-rows needs --page")
+    if len(a.enhanced) == 1 and not a.page:
+        if a.names:
+            raise DataError("--names names several --enhanced folders, or the columns of --page")
+        return {"enhanced": a.enhanced[0]}, {"enhanced": Path(a.out or a.enhanced[0])}
+    if not a.out:
+        raise DataError("--out is required with several --enhanced folders or --page")
+    names = a.names or [Path(folder).resolve().name for folder in a.enhanced]
+    if len(names) != len(a.enhanced):
+        raise DataError(f"--names gives {len(names)} names for {len(a.enhanced)} --enhanced folders")
+    folders = {}
+    for name, folder in zip(names, a.enhanced):
+        if not re.fullmatch(r"\w[\w.-]*", name):
+            raise DataError(f"--names {name!r}: a name becomes a folder name: letters, digits, '_', '-' and '.'")
+        if name in folders or a.page and name in ("noisy", "clean"):
+            raise DataError(f"the name {name} is taken (by another folder, or a column of the page: noisy, clean); "
+                            "choose others with --names")
+        folders[name] = folder
+    if a.page and a.noisy:
+        folders["noisy"] = a.noisy
+    outs = {name: Path(a.out) / name for name in folders}
+    written = list(outs.values()) + ([Path(a.out) / "clean"] if a.page and a.clean else [])
+    for folder in filter(None, (a.clean, a.noisy, *a.enhanced)):
+        i = Path(folder).resolve()
+        for r in written:
+            if r.resolve() == i or i in r.resolve().parents or r.resolve() in i.parents:
+                raise DataError(f"{r}: would be written in or around the input folder {folder}; choose another --out")
+    return folders, outs
+
+
+def run_scoring(a):
+    """Score each version of plan_versions and write its results, and with --page the listening page.
+    Returns (rows, summary, skipped) for one --enhanced folder without --page, else {name: that triple}."""
+    single = len(a.enhanced) == 1 and not a.page
+    folders, outs = plan_versions(a)
     check_request(a.clean, a.noisy, a.dnsmos)
     if a.composite:
         require("pysepm", "pysepm-evo", "--composite")
     if a.dnsmos:
         require("speechmos", "speechmos", "--dnsmos")
+    if a.plot and not single:
+        raise DataError("--plot draws the files of one --enhanced folder (--page shows a spectrogram of each file)")
     if a.plot:
         require("matplotlib", "matplotlib", "--plot")
     found = {role: audio_files(folder) for role, folder in
-             (("enhanced", a.enhanced), ("clean", a.clean), ("noisy", a.noisy)) if folder}
+             (("enhanced", a.enhanced[0]), ("clean", a.clean), ("noisy", a.noisy)) if folder}
     names = [str(Path(n).with_suffix("")) if Path(n).suffix.lower() in AUDIO_EXTS else n for n in a.plot]
     for n in names:
         if n not in found["enhanced"]:
-            raise DataError(f"--plot {n}: no such file in {a.enhanced}")
-    check_writable([out / f for f in RESULT_FILES] + [out / f"{n}.png" for n in names], a.overwrite)
+            raise DataError(f"--plot {n}: no such file in {a.enhanced[0]}")
+    out = Path(a.out or a.enhanced[0])
+    order = sorted(folders, key=lambda name: name != "noisy")  # the page's columns: noisy first, then --enhanced
+    page_files = [out / "index.html"] + [out / name for name in order + ["clean"] * bool(a.clean)] if a.page else []
+    check_writable([outs[name] / f for name in outs for f in RESULT_FILES] + page_files
+                   + [out / f"{n}.png" for n in names], a.overwrite)
 
-    rows, skipped = score_folders(a.enhanced, a.clean, a.noisy, a.pesq_mode, a.sir_sar, a.composite, a.dnsmos,
-                                  a.max_length_diff)
-    summary = summarise(rows)
-    meta = {"clean": a.clean, "enhanced": a.enhanced, "noisy": a.noisy, "pesq_mode": a.pesq_mode,
-            "sir_sar": a.sir_sar if a.noisy else None}
-    write_results(out, rows, summary, skipped, meta)
+    scored = {}
+    for name, folder in folders.items():
+        if not single:
+            print(f"scoring {name}: {folder}", flush=True)
+        scored[name] = score_folders(folder, a.clean, a.noisy, a.pesq_mode, a.sir_sar, a.composite, a.dnsmos,
+                                     a.max_length_diff)
+    first = next(iter(folders))  # the first --enhanced folder: --page-rows picks files by its scores
+    metrics = [k for k in scored[first][0][0] if k != "file"]
+    if a.page_rows and a.page_sort not in metrics:
+        raise DataError(f"--page-sort {a.page_sort}: {first} has no such score ({', '.join(metrics)})")
+    results = {}
+    for name, (rows, skipped) in scored.items():
+        summary = summarise(rows)
+        meta = {"clean": a.clean, "enhanced": folders[name], "noisy": a.noisy, "pesq_mode": a.pesq_mode,
+                "sir_sar": a.sir_sar if a.noisy else None}
+        write_results(outs[name], rows, summary, skipped, meta)
+        print(("" if single else f"{name}\n") + markdown_table(summary), end="")
+        print(f"{len(rows)} files scored, {len(skipped)} skipped; results in {outs[name]}/")
+        results[name] = rows, summary, skipped
     for n in names:
         plot_spectrograms({role: files[n] for role, files in found.items() if n in files}, out / f"{n}.png")
-    print(markdown_table(summary), end="")
-    print(f"{len(rows)} files scored, {len(skipped)} skipped; results in {out}/")
-    return rows, summary, skipped
+    if a.page:
+        sources = {name: folders[name] for name in order} | ({"clean": a.clean} if a.clean else {})
+        columns = {name: audio_files(folder) for name, folder in sources.items()}
+        shown = write_page(out, columns, {name: results[name][0] for name in order},
+                           {name: results[name][1] for name in order}, sources, first, a.page_sort, a.page_rows)
+        print(f"listening page of {shown} files: {out / 'index.html'}")
+    return results["enhanced"] if single else results
 
 
 def main(argv=None):
