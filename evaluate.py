@@ -345,7 +345,8 @@ def plot_curves(logs, png, smooth=20):
     runs = {}
     for path in logs:
         entries = read_log(path)
-        kind = "student" if any("student_pesq" in e for e in entries) else "teacher"
+        # a distill.py run: its start entry's config names a teacher, or it validated a student
+        kind = "student" if any("teacher" in e.get("config", {}) or "student_pesq" in e for e in entries) else "teacher"
         runs.setdefault(kind, []).append((Path(path).parent.name, entries))
     fig, axes = plt.subplots(3, len(runs), figsize=(6 * len(runs), 9), squeeze=False, layout="constrained")
     for col, (kind, named) in enumerate(sorted(runs.items(), key=lambda kv: kv[0] != "teacher")):

@@ -286,14 +286,17 @@ def test_curves_put_teacher_and_student_runs_in_their_own_columns(tmp_path, monk
     for name, entries in logs.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    (tmp_path / "quiet").mkdir()  # a student that never validated: told apart by its --teacher option
+    (tmp_path / "quiet" / "log.jsonl").write_text(json.dumps({"event": "start", "step": 0, "config": {"teacher": "t.pt"}})
+                                                  + "\n" + json.dumps({"event": "train", "step": 10, "consistency": 4e-4}) + "\n")
     # the student's log first: the teacher still takes the first column
     assert run_main("--curves", tmp_path / "student" / "log.jsonl", tmp_path / "teacher" / "log.jsonl",
-                    "--out", tmp_path / "out") is None
+                    tmp_path / "quiet" / "log.jsonl", "--out", tmp_path / "out") is None
     assert (tmp_path / "out" / "training_curves.png").read_bytes() == b"\x89PNG"
     steps, losses = grid[0][0].plot.call_args.args[:2]
     assert list(steps) == [10, 20, 30] and list(losses) == [99.0, 98.0, 97.0]  # fewer entries than the smoothing
-    assert list(grid[0][1].plot.call_args.args[1]) == [5e-4]  # a student's loss is its consistency term
-    assert grid[2][0].plot.call_args.args[1] == [6.0] and grid[2][1].plot.call_args.args[1] == [6.7]
+    assert [list(c.args[1]) for c in grid[0][1].plot.call_args_list] == [[5e-4], [4e-4]]  # consistency terms
+    assert grid[2][0].plot.call_args.args[1] == [6.0] and grid[2][1].plot.call_args_list[0].args[1] == [6.7]
     assert grid[1][1].axhline.call_args.args[0] == 1.38  # the teacher's score, dashed
     (tmp_path / "broken.jsonl").write_text("not json")
     assert "not a readable training log" in run_main("--curves", tmp_path / "broken.jsonl", "--out", tmp_path / "b")
