@@ -4,14 +4,15 @@
   resample_poly's polyphase filter as one torch conv1d).
 - wav_to_spec / spec_to_wav: STFT 510/128 with a periodic Hann window, amplitude compression
   c' = beta |c|^alpha e^(i angle c), and its exact inverse. Everyone else calls these two.
-- PairedDataset: clean/noisy pairs (VoiceBank-DEMAND in either layout, or any two folders).
-- MixDataset: pairs built on the fly from a speech folder (and optionally a noise folder):
-  babble, coloured and modulated coloured noise, real noise files, at a random SNR.
-Datasets return waveform crops (clean, noisy) already divided by the noisy peak; the
-training scripts turn them into spectrograms on the device.
+- PairBatches: crops of clean/noisy pairs (VoiceBank-DEMAND in either layout, or any two folders).
+- MixBatches: pairs mixed on the fly from a speech folder (and optionally a noise folder), with
+  speed perturbation: babble, coloured and modulated coloured noise, real noise files, at a random SNR.
+Both hold their audio in memory on the training device (AudioBank) and return a batch of waveform
+crops (clean, noisy) [B, samples], divided by the noisy peak, as tensor operations on that device:
+no loader processes. The training scripts turn them into spectrograms there.
 
-Item i of a dataset is a pure function of (seed, i): the training loop asks for sample
-number step * batch + k, so a resumed run sees exactly the data an uninterrupted one sees.
+A batch is a pure function of the generator it is given: the training loop seeds one per
+(seed, update, rank), so a resumed run sees exactly the data an uninterrupted one sees.
 """
 import functools
 import math

@@ -9,7 +9,8 @@ The loss: t ~ U(t_eps, 1), x_t = mu(t) + sigma(t) z, and a weighted squared erro
 preconditioned network D(x_t, y, t) and mu(t). Adam, EMA of the weights (the EMA weights sample).
 
 This file also holds the training machinery that distill.py reuses: options from a dataclass,
-distributed set-up, the data stream, EMA, checkpoints, validation and the JSON-lines log.
+distributed set-up, the training loop (fit), EMA, validation and the JSON-lines log. The batches
+come from data.make_batches, the checkpoint files from model.py.
 """
 import argparse
 import contextlib
@@ -233,7 +234,7 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         for a in range(cfg.grad_accum):
             clean, noisy = batches(cfg.batch_size, generator)
             sync = a == cfg.grad_accum - 1 or world == 1  # DDP all-reduces on the last micro-batch only
-            with autocast, (contextlib.nullcontext() if sync else model_no_sync(D)):
+            with autocast, (contextlib.nullcontext() if sync else D.no_sync()):
                 loss, terms = loss_fn(D, ema, clean, noisy, generator)
                 (loss / cfg.grad_accum).backward()
             parts.append(dict(loss=loss.detach(), **terms))
@@ -261,7 +262,8 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         if step % cfg.save_every == 0 or last:
             checkpoint()
         if rank == 0 and cfg.valid_files and ((cfg.valid_every and step % cfg.valid_every == 0) or last):
-            with torch.compiler.set_stance("force_eager"):  # whole files have other shapes: no recompiling
+            # compiled U-Nets run eagerly here: whole files have other shapes, which would compile anew
+            with torch.compiler.set_stance("force_eager") if cfg.compile else contextlib.nullcontext():
                 metrics, text = validate_fn(ema)
             log.write(event="valid", step=step, **metrics)
             bar.write(f"step {step}:\n{text}")
@@ -274,12 +276,6 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         dist.destroy_process_group()
     log.write(event="end", step=step, rank_weight_hashes=hashes)
     return ema, model
-
-
-def model_no_sync(D):
-    """DDP's no_sync (skip the all-reduce of a micro-batch whose gradients are only accumulated),
-    also through a torch.compile wrapper."""
-    return getattr(D, "_orig_mod", D).no_sync()
 
 
 def train(cfg):
