@@ -138,7 +138,7 @@ def test_enhance_runs_the_official_teacher(tmp_path):
 
 def test_distill_starts_from_the_official_teacher(tmp_path):
     distill.main(["--teacher", str(CKPT), "--steps", "2", "--batch-size", "1", "--grad-accum", "1", "--num-frames", "64",
-                  "--num-workers", "0", "--valid-files", "0", "--out", str(tmp_path)])
+                  "--valid-files", "0", "--out", str(tmp_path)])
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["kind"] == "student" and ckpt["step"] == 2
     assert ckpt["model"] == {**NF8, "c_in": "one", "sigma_data": 0.1}
