@@ -27,23 +27,26 @@ from enhance import optimise
 from evaluate import score
 from model import Denoiser, load_model
 from sde import bcast, heun_step, randn_like, time_grid
-from teacher import TrainConfig, fit, parse_config, set_determinism, setup_distributed, validate
+from teacher import TrainConfig, fit, option, parse_config, set_determinism, setup_distributed, validate
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
 
 @dataclass
 class Config(TrainConfig):
-    teacher: str = str(CHECKPOINTS / "teacher-small.pt")  # the teacher checkpoint (teacher.py)
-    out: str = "runs/rosecd"
-    steps: int = 20_000          # METHOD.md gives no length
-    batch_size: int = 14         # published 14 with 2 accumulation steps
-    num_scales: int = 30         # N: grid points t_1 = 1 > ... > t_N = t_eps
-    trajectory: str = "randomized"  # randomized (ROSE-CD) or deterministic (plain consistency distillation)
-    sisdr_weight: float = 5e-5   # weight of the negative SI-SDR loss (published)
-    mrstft_weight: float = 2e-4  # weight of the multi-resolution STFT loss (not published; see README)
-    pesq_weight: float = 0.0     # weight of a differentiable PESQ loss (needs the torch-pesq package)
-    student_c_in: str = "one"    # the student's input scaling: one (published) or edm (as the teacher)
+    teacher: str = option(str(CHECKPOINTS / "teacher-small.pt"),
+                          "the teacher checkpoint (teacher.py's or an official one)")
+    out: str = option("runs/rosecd", "the student's checkpoint.pt and log.jsonl go here")
+    steps: int = option(20_000, "optimizer updates of the student (METHOD.md gives no length)")
+    batch_size: int = option(14, "per process and micro-batch (published 14 with 2 accumulation steps)")
+    num_scales: int = option(30, "N: grid points t_1 = 1 > ... > t_N = t_eps")
+    trajectory: str = option("randomized", "teacher trajectory: randomized (ROSE-CD) or deterministic (plain CD)",
+                             choices=("randomized", "deterministic"))
+    sisdr_weight: float = option(5e-5, "weight of the negative SI-SDR loss (published)")
+    mrstft_weight: float = option(2e-4, "weight of the multi-resolution STFT loss (not published; see README)")
+    pesq_weight: float = option(0.0, "weight of a differentiable PESQ loss (needs the torch-pesq package)")
+    student_c_in: str = option("one", "the student's input scaling: one (published) or edm (as the teacher)",
+                               choices=("one", "edm"))
 
 
 # ----------------------------------------------------------------------------- auxiliary losses
@@ -167,10 +170,6 @@ def load_teacher(path, device):
 
 
 def distill(cfg):
-    if cfg.trajectory not in ("randomized", "deterministic"):
-        raise DataError(f"--trajectory must be randomized or deterministic, not {cfg.trajectory!r}")
-    if cfg.student_c_in not in ("one", "edm"):
-        raise DataError(f"--student-c-in must be one or edm, not {cfg.student_c_in!r}")
     if crop_samples(cfg.num_frames) < 1024:
         raise DataError("--num-frames must be at least 9 for the 1024-point STFT of the auxiliary loss")
     pesq_loss = pesq_loss_fn(cfg.pesq_weight)

@@ -403,7 +403,7 @@ def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto
     return 1 if failed else 0
 
 
-def main(argv=None):
+def make_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
         epilog=textwrap.fill(
@@ -442,7 +442,11 @@ def main(argv=None):
     parser.add_argument("--cuda-graph", action="store_true",
                         help="GPU only: replay the network from a CUDA graph for full chunks of --batch x "
                         f"{CHUNK_FRAMES} frames; shorter inputs run eagerly (default: off)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
     try:
         status = enhance_files(**vars(args))
     except DataError as e:

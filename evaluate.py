@@ -584,7 +584,7 @@ def summary_table(results):
 
 # ----------------------------------------------------------------------------- command line
 
-def parse_args(argv=None):
+def make_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("scoring")
@@ -661,7 +661,7 @@ def parse_args(argv=None):
     g = p.add_argument_group("training curves")
     g.add_argument("--curves", nargs="+", default=[], metavar="LOG",
                    help="log.jsonl files of teacher.py / distill.py runs: draw OUT/training_curves.png (needs matplotlib)")
-    return p.parse_args(argv)
+    return p
 
 
 def run_curves(a):
@@ -792,7 +792,7 @@ def run_scoring(a):
 
 
 def main(argv=None):
-    a = parse_args(argv)
+    a = make_parser().parse_args(argv)
     try:
         if a.curves:
             return run_curves(a)

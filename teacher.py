@@ -38,53 +38,65 @@ from model import PRESETS, Denoiser, export_checkpoint, load_checkpoint, save_ch
 from sde import SDE, bcast, randn_like
 
 
+def option(default, help, choices=None):
+    """A dataclass field that carries its own command-line description (and its fixed choices, if any)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
 @dataclass
 class TrainConfig:
     """Options of the training loop that teacher.py and distill.py share (published defaults)."""
-    data: str = ""              # VoiceBank-DEMAND folder (either layout); empty: bundled demo speech
-    speech: str = ""            # or: a folder of clean speech to mix with noise on the fly
-    noise: str = ""             # optional folder of noise recordings for that mixing
-    valid: str = ""             # folder with clean/ and noisy/ for validation; default: data's valid split or demo
-    out: str = "runs/teacher"   # checkpoint.pt and log.jsonl go here
-    steps: int = 100_000        # optimizer updates (METHOD.md gives no length)
-    batch_size: int = 16        # per process and micro-batch (published 16)
-    grad_accum: int = 2         # micro-batches per update (published 2: 32 per update)
-    lr: float = 1e-4
-    ema_decay: float = 0.999
-    num_frames: int = 256       # STFT frames per training crop (2.04 s)
-    bf16: bool = False          # bf16 autocast on GPU
-    compile: bool = False       # torch.compile the network calls of a training step (GPU; compiles for minutes first)
-    grad_clip: float = 0.0      # clip the gradient norm to this (0: off)
-    valid_every: int = 2000     # validate every so many updates (0: only at the end)
-    valid_files: int = 4        # held-out utterances enhanced at each validation
-    valid_steps: int = 30       # predictor-corrector steps of the teacher at validation
-    save_every: int = 1000      # write the checkpoint every so many updates
-    max_minutes: float = 0.0    # stop earlier, with a checkpoint and a validation, after this long (0: no limit)
-    log_every: int = 10
-    seed: int = 0
-    resume: bool = False        # continue from out/checkpoint.pt
-    device: str = "auto"        # auto, cpu, cuda, cuda:1 ...
-    deterministic: bool = False  # deterministic kernels (for exact-resume checks)
+    data: str = option("", "VoiceBank-DEMAND folder (either layout); empty: bundled demo speech")
+    speech: str = option("", "or: a folder of clean speech to mix with noise on the fly")
+    noise: str = option("", "optional folder of noise recordings for that mixing")
+    valid: str = option("", "folder with clean/ and noisy/ for validation; empty: data's valid split or demo")
+    out: str = option("runs/teacher", "checkpoint.pt and log.jsonl go here")
+    steps: int = option(100_000, "optimizer updates (METHOD.md gives no length)")
+    batch_size: int = option(16, "per process and micro-batch (published 16)")
+    grad_accum: int = option(2, "micro-batches per update (published 2)")
+    lr: float = option(1e-4, "Adam learning rate")
+    ema_decay: float = option(0.999, "decay of the EMA of the weights (after the warm-up of ema_decay())")
+    num_frames: int = option(256, "STFT frames per training crop (256: 2.04 s)")
+    bf16: bool = option(False, "bf16 autocast on GPU")
+    compile: bool = option(False, "torch.compile the network calls of a training step (GPU; compiles for minutes)")
+    grad_clip: float = option(0.0, "clip the gradient norm to this (0: off)")
+    valid_every: int = option(2000, "validate every so many updates (0: only at the end)")
+    valid_files: int = option(4, "held-out utterances enhanced at each validation")
+    valid_steps: int = option(30, "predictor-corrector steps of the teacher at validation")
+    save_every: int = option(1000, "write the checkpoint every so many updates")
+    max_minutes: float = option(0.0, "stop after this many minutes, with a checkpoint and a validation (0: no limit)")
+    log_every: int = option(10, "write a log line (and read the losses from the device) every so many updates")
+    seed: int = option(0, "seed of the random draws: initial weights, training crops and noise, validation")
+    resume: bool = option(False, "continue from out/checkpoint.pt")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...")
+    deterministic: bool = option(False, "deterministic kernels (for exact-resume checks)")
 
 
 @dataclass
 class Config(TrainConfig):
-    preset: str = "reference"   # network size: reference (published, 65.6 M), small, tiny
+    preset: str = option("reference", "network size: reference (published, 65.6 M), small, tiny",
+                         choices=tuple(PRESETS))
 
 
 # ----------------------------------------------------------------------------- options
 
-def parse_config(cls, argv=None, description=None):
-    """argparse generated from a dataclass: every field becomes --field with its default."""
+def make_parser(cls, description=None):
+    """argparse generated from a dataclass: every field becomes --field with its default, its
+    description (the field's help) and, where it has them, its choices."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(cls):
+        name, meaning = f"--{f.name.replace('_', '-')}", f.metadata["help"]
         if f.type in (bool, "bool"):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=f.default)
+            parser.add_argument(name, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=meaning)
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=f.default,
-                                type=type(f.default), help=" ")
-    return cls(**vars(parser.parse_args(argv)))
+            parser.add_argument(name, dest=f.name, default=f.default, type=type(f.default), help=meaning,
+                                choices=f.metadata["choices"])
+    return parser
+
+
+def parse_config(cls, argv=None, description=None):
+    return cls(**vars(make_parser(cls, description).parse_args(argv)))
 
 
 # ----------------------------------------------------------------------------- processes and devices
@@ -279,8 +291,6 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
 
 
 def train(cfg):
-    if cfg.preset not in PRESETS:
-        raise DataError(f"unknown preset {cfg.preset!r}: choose one of {', '.join(PRESETS)}")
     rank, world, device = setup_distributed(cfg.device)
     set_determinism(cfg)
     sde = SDE()
