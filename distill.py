@@ -97,6 +97,8 @@ def teacher_step(teacher, sde, x, y, t_n, N, z_prime, trajectory="randomized"):
     probability-flow ODE with dt = -T/N (not the grid spacing (T - t_eps)/(N - 1): its second drift is
     evaluated at t_n - T/N, a little off the grid point t_{n+1}), then, for the randomized trajectory,
     fresh noise g(t_n) sqrt(T/N) z'. Returns (x_mean, x_{t_{n+1}})."""
+    if trajectory not in ("randomized", "deterministic"):
+        raise ValueError(f"trajectory must be randomized or deterministic, not {trajectory!r}")
     x_mean, _ = heun_step(sde, teacher, x, y, t_n, t_n - sde.T / N)
     if trajectory == "deterministic":
         return x_mean, x_mean

@@ -173,3 +173,10 @@ def test_pesq_weight_without_the_package_is_a_clear_error(tiny_teacher, tmp_path
     result = run_distill("--teacher", str(tiny_teacher), "--pesq-weight", "5e-4", "--out", str(tmp_path / "run"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "pip install torch-pesq" in result.stderr
+
+
+def test_an_unknown_trajectory_is_refused_by_the_teacher_step():
+    sde = SDE()
+    x, y = toy_input()
+    with pytest.raises(ValueError, match="randomized or deterministic"):
+        rosecd_loss(toy_D, toy_D, toy_D, sde, x, y, None, cfg("randomised"), torch.Generator().manual_seed(0))
