@@ -327,7 +327,8 @@ class MixBatches:
         self.speech = AudioBank(wavs, device)  # entry s * U + u: utterance u at speed s
         self.noise = AudioBank([load_audio(p) for p in list_audio(noise)], device) if noise else None
         self.types = ["babble", "coloured", "modulated"] + (["file"] if noise else [])
-        self.n, self.snr_range, self.gain_db, self.device = crop_samples(num_frames), snr_range, gain_db, torch.device(device)
+        self.n, self.snr_range, self.gain_db = crop_samples(num_frames), snr_range, gain_db
+        self.device = torch.device(device)
 
     def __call__(self, batch, generator):
         k = torch.randint(len(self.speech), (batch,), generator=generator, device=self.device)  # utterance and speed
@@ -341,11 +342,12 @@ class MixBatches:
         babble): each mixed with noise of a random type at a random SNR."""
         (B, n), dev, g = clean.shape, self.device, generator
         # babble: 6 other talkers (any speed) at their own levels, the first 3 to 6 of them kept
-        others = (utterance[:, None] + 1 + torch.randint(self.utterances - 1, (B, 6), generator=g, device=dev)) \
-            % self.utterances + self.utterances * torch.randint(len(self.speech) // self.utterances, (B, 6), generator=g,
-                                                               device=dev)
+        U, speeds = self.utterances, len(self.speech) // self.utterances
+        others = (utterance[:, None] + 1 + torch.randint(U - 1, (B, 6), generator=g, device=dev)) % U  # never itself
+        others = others + U * torch.randint(speeds, (B, 6), generator=g, device=dev)
         talkers = self.speech.random_crop(others.flatten(), n, g).view(B, 6, n)
-        level = 10 ** (uniform((B, 6, 1), -10.0, 0.0, g, dev) / 20) / (talkers.pow(2).mean(-1, keepdim=True).sqrt() + 1e-8)
+        rms = talkers.pow(2).mean(-1, keepdim=True).sqrt() + 1e-8
+        level = 10 ** (uniform((B, 6, 1), -10.0, 0.0, g, dev) / 20) / rms
         keep = torch.arange(6, device=dev) < torch.randint(3, 7, (B, 1), generator=g, device=dev)
         babble = (talkers * level * keep[..., None]).sum(1)
         # coloured noise, and the same under a slow envelope between 0.1 and 1 at 0.5 to 4 Hz
@@ -356,7 +358,8 @@ class MixBatches:
             2 * math.pi * rate * t + phase))
         kinds = [babble, coloured, modulated]
         if self.noise is not None:
-            kinds.append(self.noise.random_crop(torch.randint(len(self.noise), (B,), generator=g, device=dev), n, g, loop=True))
+            recording = torch.randint(len(self.noise), (B,), generator=g, device=dev)
+            kinds.append(self.noise.random_crop(recording, n, g, loop=True))
         kind = torch.randint(len(kinds), (B,), generator=g, device=dev)
         noise = torch.stack(kinds, 1)[torch.arange(B, device=dev), kind]
         # scale the noise to the SNR: 10 log10(P_clean / P_noise) = snr

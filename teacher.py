@@ -58,7 +58,8 @@ class TrainConfig:
     ema_decay: float = option(0.999, "decay of the EMA of the weights (after the warm-up of ema_decay())")
     num_frames: int = option(256, "STFT frames per training crop (256: 2.04 s)")
     bf16: bool = option(False, "bf16 autocast on GPU")
-    compile: bool = option(False, "torch.compile the U-Nets of a training step (GPU; the small one took over 4 min to compile on an H100)")
+    compile: bool = option(False, "torch.compile the U-Nets of a training step "
+                                  "(GPU; the small one took over 4 min to compile on an H100)")
     grad_clip: float = option(0.0, "clip the gradient norm to this (0: off)")
     valid_every: int = option(2000, "validate every so many updates (0: only at the end)")
     valid_files: int = option(4, "held-out utterances enhanced at each validation")
