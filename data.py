@@ -267,7 +267,8 @@ class PairBatches:
             c, y = load_audio(clean_path), load_audio(noisy_path)
             n = min(len(c), len(y))
             c, y, _ = normalise(c[:n], y[:n])
-            clean.append(c), noisy.append(y)
+            clean.append(c)
+            noisy.append(y)
         self.clean, self.noisy = AudioBank(clean, device), AudioBank(noisy, device)
         self.n, self.device = crop_samples(num_frames), torch.device(device)
 

@@ -141,8 +141,8 @@ def ema_decay(decay, n):
 @torch.no_grad()
 def ema_update(ema, model, decay):
     """theta_ema <- decay * theta_ema + (1 - decay) * theta."""
-    params_ema, params = list(ema.parameters()), list(model.parameters())
-    torch._foreach_lerp_(params_ema, params, 1 - decay)  # one fused kernel per group, not one per tensor
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - decay)
     for b_ema, b in zip(ema.buffers(), model.buffers()):
         b_ema.copy_(b)
 
