@@ -23,10 +23,10 @@ import torch
 
 import data
 from data import DataError, crop_samples, spec_to_wav, wav_to_spec
-from enhance import optimise
 from evaluate import score
 from model import Denoiser, load_model
 from sde import bcast, heun_step, randn_like, time_grid
+from speed import optimise
 from teacher import TrainConfig, fit, option, parse_config, set_determinism, setup_distributed, validate
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
@@ -106,7 +106,8 @@ def teacher_step(teacher, sde, x, y, t_n, N, z_prime, trajectory="randomized"):
 
 
 def rosecd_loss(student, target, teacher, sde, x, y, clean, cfg, generator, pesq_loss=None):
-    """The distillation loss of one micro-batch (METHOD.md 5), and its parts for the log.
+    """The distillation loss of one micro-batch (METHOD.md 5), its parts for the log, and the step's tensors
+    (n, t_n, t_{n+1}, x_{t_n}, the teacher's Heun mean, x_{t_{n+1}}, both estimates) for tests and figures.py.
 
     x, y: clean and noisy spectrograms [B, 1, 256, T]; clean: the clean waveform [B, samples].
     """
@@ -131,7 +132,8 @@ def rosecd_loss(student, target, teacher, sde, x, y, clean, cfg, generator, pesq
         if pesq_loss is not None:
             pesq = pesq_loss(clean, estimate).mean()
             loss, parts["pesq_loss"] = loss + cfg.pesq_weight * pesq, pesq.detach()
-    return loss, parts, {"x_tn": x_tn, "x_mean": x_mean, "x_next": x_next, "t_n": t_n, "t_next": t_next}
+    return loss, parts, {"n": n, "t_n": t_n, "t_next": t_next, "x_tn": x_tn, "x_mean": x_mean, "x_next": x_next,
+                         "D_student": D_student.detach(), "D_target": D_target}
 
 
 # ----------------------------------------------------------------------------- validation

@@ -18,7 +18,7 @@ reading (any rate, channels averaged), resampling and the safe write; main() onl
 Fast by default where it is safe: on a GPU the network runs in float16 autocast (the STFTs, the
 preconditioning and the Fourier features stay float32; a file whose output overflows float16 is redone in
 float32) on 8 chunks of a long file per call, with cuDNN's fastest convolution algorithms; --compile adds
-torch.compile, --cuda-graph replays the U-Net from a CUDA graph for full chunks (optimise, GraphedNet).
+torch.compile, --cuda-graph replays the U-Net from a CUDA graph for full chunks (speed.optimise, speed.GraphedNet).
 On a CPU the defaults are float32 in channels-last memory format, chunk by chunk.
 """
 import argparse
@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import speed
 from data import AUDIO_EXTS, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, read_audio, resample, spec_to_wav, \
     wav_to_spec
-from model import NUM_FREQS, GroupNorm, crop_spec, load_model, pad_spec
+from model import NUM_FREQS, crop_spec, load_model, pad_spec
 from sde import pc_sample
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "rosecd-small.pt"
@@ -175,79 +176,6 @@ def enhance_wav(D, sde, noisy, steps=30, generator=None, chunk_frames=None, over
     return out.numpy() * scale, calls
 
 
-# ----------------------------------------------------------------------------- fast inference
-
-def optimise(D, device, compiled=False, graph_shape=None):
-    """D, changed in place for fast inference on `device`, with the same output up to float rounding.
-    On a CPU: channels-last memory format (NHWC; NCSNpp converts its input to match), the layout of oneDNN's
-    fastest convolutions: 1.4 x faster for the small preset on a 2-core AVX-512 CPU. On a GPU the network
-    stays NCHW, 1.5 x faster there than channels-last in eager mode (RESULTS.md 5), and cuDNN times its
-    convolution algorithms on the first call of each shape and keeps the fastest (cudnn.benchmark).
-    compiled: the U-Net compiled by torch.compile (the first call of each input shape compiles, for a minute
-    or more); on a GPU its group norms take per-channel moments first (GroupNorm). graph_shape
-    [B, 4, 256, T], on a GPU only: the U-Net replayed from a CUDA graph for inputs of that shape
-    (GraphedNet). The Denoiser's complex preconditioning stays eager."""
-    gpu = torch.device(device).type == "cuda"
-    if gpu:
-        torch.backends.cudnn.benchmark = True
-    else:
-        D.to(memory_format=torch.channels_last)
-    if compiled:
-        if gpu:
-            for m in D.net.modules():
-                if isinstance(m, GroupNorm):
-                    m.per_channel_moments = True
-        D.net.compile()
-    if graph_shape is not None and gpu:
-        D.net = GraphedNet(D.net, graph_shape)
-    return D
-
-
-class GraphedNet(torch.nn.Module):
-    """The U-Net F(x, t) replayed from a CUDA graph for inputs x of one shape; other shapes run eagerly.
-
-    A CUDA graph records the kernels of one call with their memory addresses and launches them all at
-    once: at batch 1 the launches of the ~1,000 kernels of an eager call, not the arithmetic, set the
-    time. The first call of that shape under each precision() captures a graph in that autocast state
-    (a graph replays the arithmetic it recorded); each call copies its inputs into the recorded
-    ones, replays, and returns a copy of the recorded output, which the next replay overwrites."""
-
-    def __init__(self, net, shape):
-        super().__init__()
-        self.net, self.shape, self.graphs = net, tuple(shape), {}
-
-    def forward(self, x, t):
-        if tuple(x.shape) != self.shape:
-            return self.net(x, t)  # another shape (a file shorter than a chunk, a last smaller group): eager
-        key = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
-        if key not in self.graphs:
-            x_in, t_in = x.clone(), t.clone()
-            graph, out = capture_graph(lambda: self.net(x_in, t_in))
-            self.graphs[key] = graph, x_in, t_in, out
-        graph, x_in, t_in, out = self.graphs[key]
-        x_in.copy_(x)
-        t_in.copy_(t)
-        graph.replay()
-        return out.clone()
-
-
-def capture_graph(fn):
-    """(graph, output) of fn() captured as a CUDA graph, following torch.cuda.graphs: warm-up calls on a
-    side stream first, and no autocast weight cache during capture (its cast copies would be freed after
-    capture, while the graph still reads them)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), enabled=torch.is_autocast_enabled("cuda"),
-                        cache_enabled=False), torch.cuda.graph(graph):
-        out = fn()
-    return graph, out
-
-
 # ----------------------------------------------------------------------------- files
 
 def write_audio(path, wav, rate):
@@ -372,7 +300,7 @@ def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: no such checkpoint; train one with distill.py or pass --checkpoint")
     D, sde, kind = load_model(checkpoint, device)
-    optimise(D, device, compiled, (batch, 4, NUM_FREQS, CHUNK_FRAMES) if cuda_graph else None)
+    speed.optimise(D, device, compiled, (batch, 4, NUM_FREQS, CHUNK_FRAMES) if cuda_graph else None)
     steps = steps or (1 if kind == "student" else 30)
     if kind == "student" and steps > 1:
         raise DataError(f"--steps {steps}: a ROSE-CD student enhances in one step ({checkpoint} is a student); "

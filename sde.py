@@ -82,7 +82,7 @@ def time_grid(sde, N, device=None):
 
 
 @torch.no_grad()
-def pc_sample(sde, D, y, N=30, snr=0.5, generator=None, z=None):
+def pc_sample(sde, D, y, N=30, snr=0.5, generator=None, z=None, callback=None):
     """Predictor-corrector sampler of the teacher (METHOD.md 4).
 
     At each grid point t_i: one annealed-Langevin corrector step (step size 2 (r sigma(t))^2),
@@ -91,6 +91,9 @@ def pc_sample(sde, D, y, N=30, snr=0.5, generator=None, z=None):
     Returns the last noise-free mean (the predictor's mean without the injected noise).
     z: optional iterator of the 2N + 1 standard normal draws (prior, then per point corrector and
     predictor), to replay recorded noise; by default they are drawn from `generator`.
+    callback: optional callback(i, x, x_mean), called with the prior sample x_T (i = 0, x_mean = x) and after
+    each predictor step i = 1..N with the new state and its noise-free mean (figures.py draws them); it
+    reads them only, so the result is the same with it or without.
     """
     ts = time_grid(sde, N)
     steps = (ts[:-1] - ts[1:]).tolist() + [ts[-1].item()]  # the grid spacing, then t_eps at the last point
@@ -99,6 +102,8 @@ def pc_sample(sde, D, y, N=30, snr=0.5, generator=None, z=None):
     x = y + sde.sigma(torch.tensor(sde.T)).item() * draw(y)  # x_T = y + sigma(T) z
     calls = 0
     x_mean = x
+    if callback is not None:
+        callback(0, x, x_mean)
     for i, step in enumerate(steps):
         t = ts[i].expand(y.shape[0])
         # corrector: x <- x + eps s(x, t) + sqrt(2 eps) z, eps = 2 (r sigma(t))^2
@@ -111,6 +116,8 @@ def pc_sample(sde, D, y, N=30, snr=0.5, generator=None, z=None):
         calls += 1
         x_mean = x - f * step
         x = x_mean + bcast(sde.g(t), x) * math.sqrt(step) * draw(x)
+        if callback is not None:
+            callback(i + 1, x, x_mean)
     return x_mean, calls
 
 

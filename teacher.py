@@ -32,10 +32,11 @@ from tqdm import tqdm
 
 import data
 from data import DataError, wav_to_spec
-from enhance import enhance_wav, optimise
+from enhance import enhance_wav
 from evaluate import score
 from model import PRESETS, Denoiser, export_checkpoint, load_checkpoint, save_checkpoint
 from sde import SDE, bcast, randn_like
+from speed import optimise
 
 
 def option(default, help, choices=None):
@@ -202,7 +203,7 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
     Fast on a GPU: the batches are mixed on the GPU from audio held in its memory (data.make_batches),
     Adam is fused, no step waits for the GPU (losses are read every log_every updates), and with
     --compile the U-Nets of the model and of the EMA (distill.py's target) are compiled, as for
-    inference (enhance.optimise); validation runs them eagerly, since whole files have other shapes.
+    inference (speed.optimise); validation runs them eagerly, since whole files have other shapes.
     """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """enhance.py: one call per chunk (or group of chunks), seamless overlap-add, bounded memory, seeds,
-the fast paths (precision, channels-last, torch.compile, CUDA-graph dispatch with the capture faked
-on the CPU), and a command line that survives every bad input with one clear error line and never
-leaves a partial file.
+the network's precision, and a command line that survives every bad input with one clear error line and
+never leaves a partial file. The fast paths enhance.py takes from speed.py (channels-last, torch.compile,
+CUDA graphs) are tested in tests/test_speed.py.
 
 The tiny NCSN++ costs about a second of CPU per 4-s chunk, so the tests that need many chunks
 (call counting, memory) swap its U-Net for Wide, a cheap stand-in of the same interface; all
@@ -161,37 +161,6 @@ def test_batched_chunks_give_the_one_by_one_output():
     assert np.abs(other - out[3]).max() > 1e-3 * np.abs(out[3]).max()  # the seed matters: z is in the output
 
 
-def test_channels_last_network_gives_the_contiguous_output():
-    D = tiny("one")
-    y = enhance.wav_to_spec(torch.from_numpy(demo_speech(1.0)))[None, ..., :64]
-    x_T, t = D.sde.prior_sample(y, torch.Generator().manual_seed(0)), torch.ones(1)
-    with torch.no_grad():
-        ref = D(x_T, y, t)
-        enhance.optimise(D, "cpu")  # channels-last: the same arithmetic in another memory layout
-        assert D.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-        layouts = []
-        D.net.conv_in.register_forward_pre_hook(
-            lambda m, inp: layouts.append(inp[0].is_contiguous(memory_format=torch.channels_last)))
-        out = D(x_T, y, t)
-    assert layouts == [True]  # the input follows the weights into NHWC
-    err = ((out - ref).abs().max() / ref.abs().max()).item()
-    assert err < 1e-5, err
-
-
-def test_optimise_for_a_gpu_keeps_nchw_and_compiles_with_per_channel_moments(monkeypatch):
-    """What optimise changes for a GPU, checked on a CPU model (nothing here runs on a GPU)."""
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    D = tiny("one")
-    enhance.optimise(D, "cuda", compiled=True)
-    assert torch.backends.cudnn.benchmark  # cuDNN times its algorithms once per shape
-    assert D.net.conv_in.weight.is_contiguous()  # NCHW on a GPU
-    norms = [m for m in D.net.modules() if isinstance(m, enhance.GroupNorm)]
-    assert norms and all(m.per_channel_moments for m in norms)
-    cpu = tiny("one")
-    enhance.optimise(cpu, "cpu", compiled=True)
-    assert not any(m.per_channel_moments for m in cpu.net.modules() if isinstance(m, enhance.GroupNorm))
-
-
 def test_a_float16_overflow_is_enhanced_again_in_float32(tmp_path, monkeypatch):
     """fp16 needs a GPU; here precision() is faked so that the network's output overflows in "fp16" only."""
     modes = []
@@ -220,50 +189,6 @@ def test_a_float16_overflow_is_enhanced_again_in_float32(tmp_path, monkeypatch):
     assert modes == ["fp32", "fp16", "fp32"] and calls == 1
     assert len(warnings) == 1 and "overflowed; enhanced again in float32" in warnings[0]
     assert np.array_equal(sf.read(tmp_path / "out.wav")[0], sf.read(tmp_path / "ref.wav")[0])  # the same seed
-
-
-class FakeGraph:
-    """CPU stand-in for a captured CUDA graph: replay() recomputes fn() into the recorded output, as
-    the recorded kernels rewrite the recorded output buffer on a GPU."""
-
-    def __init__(self, fn, out):
-        self.fn, self.out, self.replays = fn, out, 0
-
-    def replay(self):
-        self.replays += 1
-        self.out.copy_(self.fn())
-
-
-def test_graphed_net_replays_its_shape_and_runs_other_shapes_eagerly(monkeypatch):
-    captured = []
-
-    def capture(fn):
-        captured.append(FakeGraph(fn, fn()))
-        return captured[-1], captured[-1].out
-
-    monkeypatch.setattr(enhance, "capture_graph", capture)
-    net, eager = tiny("one").net, tiny("one").net  # the same weights; the second is never graphed
-    graphed = enhance.GraphedNet(net, (1, 4, 256, 64))
-    rng = torch.Generator().manual_seed(0)
-    xs = [torch.randn(1, 4, 256, frames, generator=rng) for frames in (64, 64, 128)]
-    t = torch.ones(1)
-    with torch.no_grad():
-        outs = [graphed(x, t) for x in xs]  # two calls of the captured shape (64 frames), one of 128 frames
-        refs = [eager(x, t) for x in xs]
-    assert len(captured) == 1 and captured[0].replays == 2  # captured once, replayed for 64 frames only
-    for out, ref in zip(outs, refs):  # the first output is a copy: the second replay did not overwrite it
-        assert out.shape == ref.shape and torch.allclose(out, ref, rtol=1e-5, atol=1e-6)
-
-
-def test_compiled_network_gives_the_eager_output():
-    """torch.compile (inductor, here on the CPU) of the cheap stand-in: ~16 s with a cold compile cache, 5 s warm."""
-    D, noisy = tiny("one"), demo_speech(3.0)
-    D.net = Wide()
-    kwargs = dict(steps=1, chunk_frames=128, overlap_frames=32, batch=2)
-    ref, _ = enhance.enhance_wav(D, D.sde, noisy, generator=torch.Generator().manual_seed(0), **kwargs)
-    enhance.optimise(D, "cpu", compiled=True)
-    out, calls = enhance.enhance_wav(D, D.sde, noisy, generator=torch.Generator().manual_seed(0), **kwargs)
-    assert calls == 2 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
 
 
 def test_chunk_layout_covers_the_file_with_full_chunks():

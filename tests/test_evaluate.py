@@ -1,20 +1,18 @@
-"""Evaluation: metrics against direct calls and closed forms, folder matching, bad input, pictures, speed."""
+"""Evaluation: metrics against direct calls and closed forms, folder matching, bad input, --plot (the pictures
+themselves: tests/test_figures.py; the speed benchmark: tests/test_speed.py)."""
 import csv
 import json
 import subprocess
 import sys
 import types
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 import evaluate
 from data import DEMO, load_audio
-from model import Denoiser
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN, NOISY = DEMO / "vbdmd" / "clean", DEMO / "vbdmd" / "noisy"
@@ -232,153 +230,28 @@ def test_composite_and_dnsmos_columns_with_stand_in_packages(tmp_path, monkeypat
 
 # ----------------------------------------------------------------------------- pictures
 
-def test_plot_draws_noisy_enhanced_clean_on_one_colour_scale(tmp_path, monkeypatch):
-    """matplotlib is optional (and absent where these tests were written): a stand-in records the calls."""
-    panels, fig, pyplot = [], mock.MagicMock(), mock.MagicMock()
-    fig.savefig.side_effect = lambda path, **kw: Path(path).write_bytes(b"\x89PNG")
+def test_plot_draws_the_named_files_with_figures_plot_spectrograms(tmp_path, monkeypatch):
+    """The files named by --plot, with or without extension, each drawn once from its noisy, enhanced and clean
+    files into OUT/NAME.png; the drawing (tests/test_figures.py) is replaced by a recorder, and matplotlib, which is
+    optional, by an empty stand-in."""
+    import figures
+    drawn = {}
 
-    def subplots(rows, cols, **kw):
-        panels.append([mock.MagicMock() for _ in range(cols)])
-        return fig, [panels[-1]]
+    def record(paths, png):
+        drawn[png] = paths
+        png.write_bytes(b"\x89PNG")
 
-    pyplot.subplots.side_effect = subplots
-    matplotlib = types.ModuleType("matplotlib")
-    matplotlib.use, matplotlib.pyplot = (lambda backend: None), pyplot
-    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", pyplot)
+    monkeypatch.setitem(sys.modules, "matplotlib", types.ModuleType("matplotlib"))
+    monkeypatch.setattr(figures, "plot_spectrograms", record)
     assert run_main("--clean", CLEAN, "--enhanced", NOISY, "--noisy", NOISY, "--out", tmp_path,
                     "--plot", "p287_001", "p287_002.wav") is None
-    assert (tmp_path / "p287_001.png").read_bytes() == b"\x89PNG" and (tmp_path / "p287_002.png").exists()
-    assert not list(tmp_path.glob("*.tmp"))
-    assert len(panels) == 2
-    for axes in panels:
-        assert [ax.set_title.call_args.args[0].split(":")[0] for ax in axes] == ["noisy", "enhanced", "clean"]
-        scales = {(ax.imshow.call_args.kwargs["vmin"], ax.imshow.call_args.kwargs["vmax"]) for ax in axes}
-        assert len(scales) == 1  # one colour scale for the three panels
-        (vmin, vmax), = scales
-        assert vmax - vmin == 80 and vmax == max(ax.imshow.call_args.args[0].max() for ax in axes)
+    assert sorted(drawn) == [tmp_path / "p287_001.png", tmp_path / "p287_002.png"]
+    for png, paths in drawn.items():
+        assert paths == {"enhanced": NOISY / f"{png.stem}.wav", "clean": CLEAN / f"{png.stem}.wav",
+                         "noisy": NOISY / f"{png.stem}.wav"}
+        assert png.read_bytes() == b"\x89PNG"
     message = run_main("--clean", CLEAN, "--enhanced", NOISY, "--out", tmp_path / "o", "--plot", "p287_999")
     assert message.startswith("error:") and "no such file" in message
-
-
-def test_plot_writes_a_real_png_where_matplotlib_is_installed(tmp_path):
-    pytest.importorskip("matplotlib")
-    evaluate.plot_spectrograms({"noisy": NOISY / "p287_001.wav", "enhanced": NOISY / "p287_001.wav",
-                                "clean": CLEAN / "p287_001.wav"}, tmp_path / "p287_001.png")
-    assert (tmp_path / "p287_001.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def test_curves_put_teacher_and_student_runs_in_their_own_columns(tmp_path, monkeypatch):
-    """plot_curves with a stand-in matplotlib: which numbers go to which panel."""
-    grid, fig, pyplot = [[mock.MagicMock() for _ in range(2)] for _ in range(3)], mock.MagicMock(), mock.MagicMock()
-    fig.savefig.side_effect = lambda path, **kw: Path(path).write_bytes(b"\x89PNG")
-    pyplot.subplots.return_value = fig, grid
-    matplotlib = types.ModuleType("matplotlib")
-    matplotlib.use, matplotlib.pyplot = (lambda backend: None), pyplot
-    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", pyplot)
-    logs = {"teacher": [{"event": "start", "step": 0}] + [{"event": "train", "step": 10 * i, "loss": 100.0 - i}
-                                                          for i in range(1, 4)]
-            + [{"event": "valid", "step": 30, "pesq": 1.4, "estoi": 0.5, "si_sdr": 6.0}],
-            "student": [{"event": "train", "step": 10, "loss": 1e-3, "consistency": 5e-4}]
-            + [{"event": "valid", "step": 10, "teacher_pesq": 1.38, "teacher_si_sdr": 6.3, "student_pesq": 1.39,
-                "student_si_sdr": 6.7}]}
-    for name, entries in logs.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
-    (tmp_path / "quiet").mkdir()  # a student that never validated: told apart by its --teacher option
-    (tmp_path / "quiet" / "log.jsonl").write_text(json.dumps({"event": "start", "step": 0, "config": {"teacher": "t.pt"}})
-                                                  + "\n" + json.dumps({"event": "train", "step": 10, "consistency": 4e-4}) + "\n")
-    # the student's log first: the teacher still takes the first column
-    assert run_main("--curves", tmp_path / "student" / "log.jsonl", tmp_path / "teacher" / "log.jsonl",
-                    tmp_path / "quiet" / "log.jsonl", "--out", tmp_path / "out") is None
-    assert (tmp_path / "out" / "training_curves.png").read_bytes() == b"\x89PNG"
-    steps, losses = grid[0][0].plot.call_args.args[:2]
-    assert list(steps) == [10, 20, 30] and list(losses) == [99.0, 98.0, 97.0]  # fewer entries than the smoothing
-    assert [list(c.args[1]) for c in grid[0][1].plot.call_args_list] == [[5e-4], [4e-4]]  # consistency terms
-    assert grid[2][0].plot.call_args.args[1] == [6.0] and grid[2][1].plot.call_args_list[0].args[1] == [6.7]
-    assert grid[1][1].axhline.call_args.args[0] == 1.38  # the teacher's score, dashed
-    (tmp_path / "broken.jsonl").write_text("not json")
-    assert "not a readable training log" in run_main("--curves", tmp_path / "broken.jsonl", "--out", tmp_path / "b")
-
-
-# ----------------------------------------------------------------------------- speed
-
-def test_benchmark_speedup_is_close_to_the_ratio_of_network_calls(tmp_path, capsys):
-    (r,) = evaluate.main(["--benchmark", "--preset", "tiny", "--device", "cpu", "--steps", "30", "--repeats", "5",
-                          "--seconds", "0.5", "--threads", "1", "--out", str(tmp_path)])
-    assert r["teacher"]["calls"] == 60 and r["student"]["calls"] == 1 and r["call_ratio"] == 60
-    assert 45 <= r["speedup"] <= 75, r
-    for m in (r["teacher"], r["student"]):
-        assert len(m["times_s"]) == 5 and m["time_s"] == np.median(m["times_s"])
-        assert m["rtf"] == pytest.approx(m["time_s"] / 0.5)
-        assert m["gflop_per_call"] > 0.5  # tiny on 256 x 64 bins: ~1.5 GFLOP
-        assert m["gflop_per_audio_second"] == pytest.approx(m["gflop_per_call"] * m["calls"] / 0.5)
-    assert r["teacher"]["gflop_per_call"] == r["student"]["gflop_per_call"]
-    out = capsys.readouterr().out
-    assert "speedup" in out and "teacher" in out and "student" in out and "RTF" in out
-    assert json.loads((tmp_path / "benchmark.json").read_text())[0]["speedup"] == r["speedup"]
-
-
-def test_benchmark_loads_checkpoints_and_refuses_foreign_files(tmp_path):
-    import dataclasses
-    from model import Denoiser
-    from sde import SDE
-    from model import save_checkpoint
-    D = Denoiser("tiny", "one")
-    save_checkpoint(tmp_path / "student.pt", kind="student", model=D.config(), sde=dataclasses.asdict(SDE()),
-                    ema=D.state_dict())
-    r = evaluate.benchmark("small", checkpoint_student=str(tmp_path / "student.pt"), device="cpu", steps=1,
-                           repeats=1, seconds=0.1, threads=1)
-    assert r["student"]["model"].startswith("tiny student") and r["teacher"]["model"] == "small, random weights"
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    message = run_main("--benchmark", "--checkpoint-teacher", tmp_path / "junk.pt", "--device", "cpu")
-    assert message.startswith("error:") and "not a readable checkpoint" in message
-
-
-def test_calls_only_benchmark_times_the_network_and_reports_flop_rates(tmp_path, capsys, monkeypatch):
-    asked = []
-
-    def optimise(D, device, compiled=False, graph_shape=None):  # records the request; compiling is test_enhance's
-        asked.append((compiled, graph_shape))
-        return D
-
-    monkeypatch.setattr(evaluate, "optimise", optimise)
-    results = evaluate.main(["--benchmark", "--calls-only", "--preset", "tiny", "--device", "cpu", "--batch", "1", "2",
-                             "--precision", "fp32", "bf16", "--frames", "64", "--repeats", "3", "--warmup", "1",
-                             "--peak-tflops", "0.5", "--threads", "1", "--compile", "--out", str(tmp_path)])
-    assert [(r["batch"], r["precision"]) for r in results] == [(1, "fp32"), (1, "bf16"), (2, "fp32"), (2, "bf16")]
-    assert asked == [(True, None)] * 4
-    one = evaluate.flops_per_call(Denoiser("tiny", "one"), 63 * 128) / 1e9  # 64 frames = 63 x 128 samples
-    for r in results:
-        assert r["kind"] == "calls" and r["compiled"] and not r["cuda_graph"] and len(r["times_s"]) == 3
-        median = np.median(r["times_s"])
-        assert r["ms_per_call"] == pytest.approx(1e3 * median)
-        assert r["rtf"] == pytest.approx(median / (r["batch"] * 63 * 128 / 16000))
-        assert r["gflop_per_call"] == pytest.approx(r["batch"] * one)  # FLOPs grow with the batch, not the precision
-        assert r["tflop_per_s"] == pytest.approx(r["gflop_per_call"] / median / 1e3)
-        assert r["percent_of_peak"] == pytest.approx(100 * r["tflop_per_s"] / 0.5)
-        if r["precision"] == "fp32":  # the same arithmetic as the reference call
-            assert r["rel_error_vs_fp32"] < 1e-5
-        else:  # bf16 rounds; the zero-initialised output layers were filled, so the error is not the skip's 0
-            assert 1e-4 < r["rel_error_vs_fp32"] < 5e-2, r["rel_error_vs_fp32"]
-    out = capsys.readouterr().out
-    assert out.count("| device | model | batch |") == 1 and out.count("| cpu | tiny, random weights |") == 4
-    assert "| compiled |" in out and "% of 0.5 |" in out
-    assert json.loads((tmp_path / "benchmark.json").read_text()) == json.loads(json.dumps(results))
-
-
-def test_calls_only_benchmark_refuses_what_it_cannot_time():
-    assert "--frames 100: must be a positive multiple of 64" in run_main(
-        "--benchmark", "--calls-only", "--preset", "tiny", "--device", "cpu", "--frames", "100")
-    assert "CUDA graphs need a GPU" in run_main("--benchmark", "--calls-only", "--preset", "tiny", "--device", "cpu",
-                                                "--cuda-graph")
-
-
-def test_benchmark_on_a_missing_gpu_fails_clearly():
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    assert "no CUDA device" in run_main("--benchmark", "--preset", "tiny", "--device", "cuda")
 
 
 def test_help_lists_every_option_with_its_default(capsys):
@@ -386,11 +259,15 @@ def test_help_lists_every_option_with_its_default(capsys):
         evaluate.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--clean", "--enhanced", "--noisy", "--out", "--overwrite", "--pesq-mode", "--sir-sar",
-                   "--composite", "--dnsmos", "--plot", "--benchmark", "--preset", "--checkpoint-teacher",
-                   "--checkpoint-student", "--device", "--steps", "--repeats", "--warmup", "--seconds", "--threads",
-                   "--compile", "--cuda-graph", "--calls-only", "--frames", "--peak-tflops"):
+                   "--composite", "--dnsmos", "--max-length-diff", "--plot", "--names", "--page", "--page-rows",
+                   "--page-sort", "--compare"):
         assert option in text
-    assert "(default: 30)" in text and "(default: sgmse)" in text
+    assert "(default: 16)" in text and "(default: sgmse)" in text
+    assert "--benchmark" not in text and "--calls-only" not in text  # the speed benchmark is speed.py
+    assert "--curves" not in text  # the training curves are figures.py's: python figures.py curves --logs LOG ...
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--curves", "log.jsonl"])
+    assert e.value.code == 2  # refused by argparse
 
 
 def test_compare_reports_paired_differences_of_two_scored_folders(tmp_path, capsys):

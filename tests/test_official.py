@@ -14,7 +14,7 @@ import torch
 
 import data
 import distill
-import evaluate
+import speed
 from data import DataError
 from model import Denoiser, count_parameters, load_checkpoint, load_model, official_names, official_state_dict, \
     read_checkpoint
@@ -147,8 +147,8 @@ def test_distill_starts_from_the_official_teacher(tmp_path):
 
 
 def test_benchmark_times_the_official_teacher():
-    r = evaluate.benchmark("tiny", checkpoint_teacher=str(CKPT), device="cpu", steps=1, repeats=1, seconds=0.1,
-                           threads=1)
+    r = speed.benchmark("tiny", checkpoint_teacher=str(CKPT), device="cpu", steps=1, repeats=1, seconds=0.1,
+                        threads=1)
     assert r["teacher"]["model"].startswith("nf 8 teacher") and r["student"]["model"] == "tiny, random weights"
 
 

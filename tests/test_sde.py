@@ -104,6 +104,22 @@ def test_pc_sampler_makes_60_calls_for_30_steps():
     assert x.shape == y.shape and torch.isfinite(x.real).all()
 
 
+def test_pc_sampler_callback_sees_every_state_and_changes_nothing():
+    sde = SDE()
+    D = lambda x, y, t: 0.5 * x + 0.4 * y  # noqa: E731
+    y = torch.randn(2, 1, 8, 4, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    plain, _ = pc_sample(sde, D, y, N=10, generator=torch.Generator().manual_seed(1))
+    seen = []
+    hooked, _ = pc_sample(sde, D, y, N=10, generator=torch.Generator().manual_seed(1),
+                          callback=lambda i, x, x_mean: seen.append((i, x.clone(), x_mean.clone())))
+    assert torch.equal(hooked, plain)  # the same draws, the same arithmetic
+    assert [i for i, _, _ in seen] == list(range(11))  # the prior x_T, then after each of the 10 steps
+    assert torch.equal(seen[0][1], seen[0][2]) and torch.equal(seen[-1][2], plain)  # x_T; the output
+    torch.manual_seed(1)
+    x_T = y + sde.sigma(torch.tensor(1.0)) * torch.complex(torch.randn(y.shape), torch.randn(y.shape)) / 2 ** 0.5
+    assert torch.allclose(seen[0][1], x_T)  # the sampler's first draw: x_T = y + sigma(T) z
+
+
 def test_pc_sampler_with_the_exact_score_reaches_the_data_distribution():
     sde, n = SDE(), 20_000
     m, v0, y_value = 0.7, 0.05, -0.2

@@ -1,0 +1,396 @@
+"""Fast inference and speed benchmarks: not needed to understand the method.
+
+    python speed.py --preset small --device cuda           # teacher (30-step PC) vs student speed
+    python speed.py --batch 1 8 --precision fp32 bf16      # one run per batch size and precision
+    python speed.py --calls-only --batch 1 8 --precision fp32 tf32 bf16 fp16 --peak-tflops 765
+    python speed.py --calls-only --batch 8 --precision fp16 --compile --cuda-graph --peak-tflops 765
+
+The reading path data -> sde -> model -> teacher -> distill -> enhance is the method; this file sits
+beside it. optimise makes a Denoiser fast on its device with the same output up to float rounding
+(memory format, cuDNN's algorithm search, torch.compile, CUDA graphs through GraphedNet): enhance.py's
+--compile and --cuda-graph and the --compile of teacher.py and distill.py call it. benchmark times the
+teacher's predictor-corrector against the student's one step through the whole enhancement pipeline,
+benchmark_calls the student's network call alone (RESULTS.md sections 3 and 5).
+
+enhance.py imports this file at its top, so the benchmark's uses of enhance.py (precision, enhance_batch,
+pick_device, PRECISIONS) are imported inside its functions: no import cycle.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data import DEMO, HOP, SAMPLE_RATE, DataError, crop_samples, load_audio, wav_to_spec
+from listen import write_atomic
+from model import NUM_FREQS, PRESETS, Denoiser, GroupNorm, load_model, pad_spec
+
+
+# ----------------------------------------------------------------------------- fast inference
+
+def optimise(D, device, compiled=False, graph_shape=None):
+    """D, changed in place for fast inference on `device`, with the same output up to float rounding.
+    On a CPU: channels-last memory format (NHWC; NCSNpp converts its input to match), the layout of oneDNN's
+    fastest convolutions: 1.4 x faster for the small preset on a 2-core AVX-512 CPU. On a GPU the network
+    stays NCHW, 1.5 x faster there than channels-last in eager mode (RESULTS.md 5), and cuDNN times its
+    convolution algorithms on the first call of each shape and keeps the fastest (cudnn.benchmark).
+    compiled: the U-Net compiled by torch.compile (the first call of each input shape compiles, for a minute
+    or more); on a GPU its group norms take per-channel moments first (GroupNorm). graph_shape
+    [B, 4, 256, T], on a GPU only: the U-Net replayed from a CUDA graph for inputs of that shape
+    (GraphedNet). The Denoiser's complex preconditioning stays eager."""
+    gpu = torch.device(device).type == "cuda"
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+    else:
+        D.to(memory_format=torch.channels_last)
+    if compiled:
+        if gpu:
+            for m in D.net.modules():
+                if isinstance(m, GroupNorm):
+                    m.per_channel_moments = True
+        D.net.compile()
+    if graph_shape is not None and gpu:
+        D.net = GraphedNet(D.net, graph_shape)
+    return D
+
+
+class GraphedNet(torch.nn.Module):
+    """The U-Net F(x, t) replayed from a CUDA graph for inputs x of one shape; other shapes run eagerly.
+
+    A CUDA graph records the kernels of one call with their memory addresses and launches them all at
+    once: at batch 1 the launches of the ~1,000 kernels of an eager call, not the arithmetic, set the
+    time. The first call of that shape under each precision() captures a graph in that autocast state
+    (a graph replays the arithmetic it recorded); each call copies its inputs into the recorded
+    ones, replays, and returns a copy of the recorded output, which the next replay overwrites."""
+
+    def __init__(self, net, shape):
+        super().__init__()
+        self.net, self.shape, self.graphs = net, tuple(shape), {}
+
+    def forward(self, x, t):
+        if tuple(x.shape) != self.shape:
+            return self.net(x, t)  # another shape (a file shorter than a chunk, a last smaller group): eager
+        key = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
+        if key not in self.graphs:
+            x_in, t_in = x.clone(), t.clone()
+            graph, out = capture_graph(lambda: self.net(x_in, t_in))
+            self.graphs[key] = graph, x_in, t_in, out
+        graph, x_in, t_in, out = self.graphs[key]
+        x_in.copy_(x)
+        t_in.copy_(t)
+        graph.replay()
+        return out.clone()
+
+
+def capture_graph(fn):
+    """(graph, output) of fn() captured as a CUDA graph, following torch.cuda.graphs: warm-up calls on a
+    side stream first, and no autocast weight cache during capture (its cast copies would be freed after
+    capture, while the graph still reads them)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), enabled=torch.is_autocast_enabled("cuda"),
+                        cache_enabled=False), torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+def load_denoiser(checkpoint, preset, c_in, device):
+    """(network, description): a checkpoint's EMA weights, or a fresh network of the preset
+    (speed does not depend on the weights)."""
+    if not checkpoint:
+        return Denoiser(preset, c_in).to(device).eval(), f"{preset}, random weights"
+    D, _, kind = load_model(checkpoint, device)  # a teacher or a student checkpoint (ours or official), checked
+    return D, f"{D.preset or 'nf ' + str(D.shape['nf'])} {kind}, {checkpoint}"
+
+
+@torch.no_grad()
+def flops_per_call(D, num_samples):
+    """FLOPs of one network call on the padded spectrogram of num_samples samples, counted by
+    torch.utils.flop_counter (2 per multiply-add of convolutions, matmuls and attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    device = next(D.parameters()).device
+    y, _ = pad_spec(wav_to_spec(torch.randn(num_samples, device=device))[None])
+    with FlopCounterMode(display=False) as counter:
+        D(y, y, torch.full((1,), D.sde.T, device=device))
+    return counter.get_total_flops()
+
+
+def synchronize(device):
+    """Wait for the device's queued work (a GPU's kernels run asynchronously; a CPU's have finished)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_enhance(models, noisy, repeats=5, warmup=1, seed=0, batch=1, mode="fp32"):
+    """{role: (median seconds, network calls, all timed seconds)} of enhance_batch (the whole pipeline:
+    normalisation, STFT, sampler, inverse STFT) on `batch` copies of noisy, for models
+    {role: (D, steps)} on one device, with the network's arithmetic `mode` (enhance.precision).
+
+    The models take turns, run by run, so that a change in the machine's load affects them alike.
+    Each timed run follows `warmup` untimed one-call enhancements by the same network: the first
+    ones build the kernels and memory pools for this input shape, the later ones bring its weights
+    back into the caches after the other model ran (as when one model enhances file after file).
+    On a GPU the clock is read after torch.cuda.synchronize().
+    """
+    from enhance import enhance_batch, precision
+    device = next(next(iter(models.values()))[0].parameters()).device
+    noisy = np.tile(noisy, (batch, 1))
+    times, calls = {role: [] for role in models}, {}
+    with precision(mode, device):
+        for _ in range(repeats):
+            for role, (D, steps) in models.items():
+                for _ in range(warmup):
+                    enhance_batch(D, D.sde, noisy, 1, torch.Generator(device=device).manual_seed(seed))
+                generator = torch.Generator(device=device).manual_seed(seed)
+                synchronize(device)
+                t0 = time.perf_counter()
+                _, calls[role] = enhance_batch(D, D.sde, noisy, steps, generator)
+                synchronize(device)
+                times[role].append(time.perf_counter() - t0)
+    return {role: (float(np.median(times[role])), calls[role], times[role]) for role in models}
+
+
+def benchmark_device(device, batch, cuda_graph):
+    """The torch.device of a benchmark, its options checked."""
+    from enhance import pick_device
+    if batch < 1:
+        raise DataError(f"--batch {batch}: must be at least 1")
+    device = pick_device(device)
+    if cuda_graph and device.type != "cuda":
+        raise DataError(f"--cuda-graph: CUDA graphs need a GPU; the device is {device}")
+    return device
+
+
+def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", device="auto", steps=30,
+              repeats=5, warmup=1, seconds=4.0, input_path="", seed=0, threads=0, batch=1, mode="fp32",
+              compiled=False, cuda_graph=False):
+    """Teacher (PC, N = steps, 2N calls) and student (one call) on the same input and device:
+    median time, real-time factor RTF = time / audio duration (batch x the input's), speedup,
+    FLOPs and the FLOP rate achieved. threads > 0 sets torch's CPU threads for the run (one
+    thread is steadier on a busy machine). mode: fp32, tf32, bf16 or fp16 (enhance.precision).
+    Both networks go through optimise (the memory format, cuDNN's algorithm search), torch.compile
+    if compiled, a CUDA graph of the input's shape if cuda_graph (the warm-up calls compile and capture)."""
+    default_threads = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    device = benchmark_device(device, batch, cuda_graph)
+    input_path = input_path or str(DEMO / "vbdmd" / "noisy" / "p287_003.wav")
+    noisy = load_audio(input_path)
+    if seconds > 0:
+        noisy = np.resize(noisy, int(seconds * SAMPLE_RATE))  # crop, or repeat the file, to `seconds`
+    duration = len(noisy) / SAMPLE_RATE * batch
+    (teacher, teacher_what), (student, student_what) = (load_denoiser(checkpoint_teacher, preset, "edm", device),
+                                                        load_denoiser(checkpoint_student, preset, "one", device))
+    flops = {role: flops_per_call(D, len(noisy)) * batch for role, D in (("teacher", teacher), ("student", student))}
+    frames = -(-(1 + len(noisy) // HOP) // 64) * 64  # STFT frames of the input, padded to a multiple of 64
+    for D in (teacher, student):  # after counting the FLOPs: a replayed graph shows no operations to count
+        optimise(D, device, compiled, (batch, 4, NUM_FREQS, frames) if cuda_graph else None)
+    timed = time_enhance({"teacher": (teacher, steps), "student": (student, 1)}, noisy, repeats, warmup, seed,
+                         batch, mode)
+    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "input": input_path,
+              "seconds": duration, "batch": batch, "precision": mode, "compiled": compiled, "cuda_graph": cuda_graph,
+              "repeats": repeats, "warmup": warmup}
+    for role, what in (("teacher", teacher_what), ("student", student_what)):
+        median, calls, times = timed[role]
+        result[role] = {"model": what, "steps": steps if role == "teacher" else 1, "calls": calls, "time_s": median,
+                        "times_s": times, "rtf": median / duration, "gflop_per_call": flops[role] / 1e9,
+                        "gflop_per_audio_second": flops[role] * calls / duration / 1e9,
+                        "tflop_per_s": flops[role] * calls / median / 1e12}
+    result["speedup"] = result["teacher"]["time_s"] / result["student"]["time_s"]
+    result["call_ratio"] = result["teacher"]["calls"] / result["student"]["calls"]
+    torch.set_num_threads(default_threads)
+    return result
+
+
+@torch.no_grad()
+def time_calls(D, x_T, y, t, mode="fp32", repeats=20, warmup=3):
+    """(seconds of each of `repeats` network calls D(x_T, y, t) alone, the last output): no STFT, no
+    sampler, no copies to or from the device, after `warmup` untimed calls (they compile and capture
+    where asked); on a GPU each call is timed between two synchronisations."""
+    from enhance import precision
+    device = x_T.device
+    times = []
+    with precision(mode, device):
+        for _ in range(warmup + repeats):
+            synchronize(device)
+            t0 = time.perf_counter()
+            out = D(x_T, y, t)
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+    return times[warmup:], out
+
+
+def benchmark_calls(preset="reference", checkpoint="", device="auto", batch=1, mode="fp32", frames=256, repeats=20,
+                    warmup=3, compiled=False, cuda_graph=False, peak_tflops=0.0, threads=0, seed=0):
+    """One network call of the student (checkpoint, or random weights of preset) alone: median ms per call,
+    RTF per call (time / the batch's audio, batch x (frames - 1) x 128 samples), FLOPs and TFLOP/s
+    achieved, and with peak_tflops > 0 (the device's measured ceiling) the percentage of it; and the
+    relative error of the timed call's output against the plain float32 call, ||D - D_32|| / ||D_32||.
+    Random weights: NCSN++ starts its output layers at zero, which would make the output the skip
+    term alone; such layers get N(0, 0.01^2) weights here, so that every path reaches the output."""
+    from enhance import precision
+    default_threads = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if frames < 64 or frames % 64:
+        raise DataError(f"--frames {frames}: must be a positive multiple of 64 (the U-Net halves it 6 times)")
+    device = benchmark_device(device, batch, cuda_graph)
+    D, what = load_denoiser(checkpoint, preset, "one", device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if not checkpoint:
+        with torch.no_grad():
+            for p in D.parameters():
+                if not p.any():
+                    p.normal_(0, 0.01, generator=generator)
+    flops = flops_per_call(D, crop_samples(frames)) * batch  # before optimise: a replayed graph shows no operations
+    x_T, y = (0.1 * torch.randn(batch, 1, NUM_FREQS, frames, dtype=torch.complex64, device=device,
+                                generator=generator) for _ in range(2))
+    t = torch.full((batch,), D.sde.T, device=device)
+    with torch.no_grad(), precision("fp32", device):
+        exact = D(x_T, y, t)  # plain float32, before optimise: the reference of the error
+    optimise(D, device, compiled, (batch, 4, NUM_FREQS, frames) if cuda_graph else None)
+    times, out = time_calls(D, x_T, y, t, mode, repeats, warmup)
+    error = float(torch.linalg.norm(out - exact) / torch.linalg.norm(exact))
+    median, duration = float(np.median(times)), batch * crop_samples(frames) / SAMPLE_RATE
+    result = {"kind": "calls", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "model": what, "batch": batch,
+              "frames": frames, "seconds": duration, "precision": mode, "compiled": compiled, "cuda_graph": cuda_graph,
+              "repeats": repeats, "warmup": warmup, "ms_per_call": 1e3 * median, "times_s": times,
+              "rtf": median / duration, "gflop_per_call": flops / 1e9, "tflop_per_s": flops / median / 1e12,
+              "peak_tflops": peak_tflops, "rel_error_vs_fp32": error,
+              "percent_of_peak": 100 * flops / median / 1e12 / peak_tflops if peak_tflops > 0 else None}
+    torch.set_num_threads(default_threads)
+    return result
+
+
+def network_variant(r):
+    return ("compiled" if r["compiled"] else "eager") + (" + CUDA graph" if r["cuda_graph"] else "")
+
+
+def calls_table(results):
+    """One markdown row per run of the calls-only benchmark."""
+    lines = ["| device | model | batch | frames | precision | network | ms/call | RTF | GFLOP/call | TFLOP/s "
+             "| % of peak | error vs fp32 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        peak = f"{r['percent_of_peak']:.1f} % of {r['peak_tflops']:g}" if r["percent_of_peak"] is not None else "-"
+        lines.append(f"| {r['device']} | {r['model']} | {r['batch']} | {r['frames']} | {r['precision']} "
+                     f"| {network_variant(r)} | {r['ms_per_call']:.2f} | {r['rtf']:.5f} | {r['gflop_per_call']:.1f} "
+                     f"| {r['tflop_per_s']:.2f} | {peak} | {r['rel_error_vs_fp32']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
+def benchmark_table(r):
+    lines = [f"speed on {r['device']} ({r['threads']} threads), batch {r['batch']} x {r['seconds'] / r['batch']:.2f} s "
+             f"of audio, {r['precision']}, {network_variant(r)}, median of {r['repeats']} runs, each after "
+             f"{r['warmup']} untimed one-call warm-up",
+             f"{'':8s} {'model':34s} {'steps':>5s} {'calls':>5s} {'GFLOP/call':>10s} {'GFLOP/s audio':>13s}"
+             f" {'time [s]':>9s} {'RTF':>8s} {'TFLOP/s':>8s}"]
+    for role in ("teacher", "student"):
+        m = r[role]
+        lines.append(f"{role:8s} {m['model'][:34]:34s} {m['steps']:5d} {m['calls']:5d} {m['gflop_per_call']:10.2f}"
+                     f" {m['gflop_per_audio_second']:13.1f} {m['time_s']:9.4f} {m['rtf']:8.4f} {m['tflop_per_s']:8.2f}")
+    lines.append(f"speedup (teacher time / student time): {r['speedup']:.1f}"
+                 f"  (ratio of network calls: {r['call_ratio']:.0f})")
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(results):
+    """One markdown row per (batch, precision) run of the benchmark."""
+    lines = ["| batch | precision | network | teacher s | teacher RTF | student ms | student RTF | student TFLOP/s "
+             "| speedup |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        t, s = r["teacher"], r["student"]
+        lines.append(f"| {r['batch']} | {r['precision']} | {network_variant(r)} | {t['time_s']:.3f} | {t['rtf']:.4f} | {1e3 * s['time_s']:.2f} "
+                     f"| {s['rtf']:.5f} | {s['tflop_per_s']:.1f} | {r['speedup']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- command line
+
+def make_parser():
+    from enhance import PRECISIONS
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="reference", choices=sorted(PRESETS), help="network size without checkpoints")
+    p.add_argument("--checkpoint-teacher", default="", metavar="CKPT",
+                   help="teacher checkpoint (this project's or an official .ckpt); empty: random weights of --preset")
+    p.add_argument("--checkpoint-student", default="", metavar="CKPT",
+                   help="student checkpoint (this project's or an official .ckpt); empty: random weights of --preset")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--steps", type=int, default=30, help="teacher sampler steps N (2N network calls)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs of each model (the median is reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed one-call enhancements before each timed run")
+    p.add_argument("--seconds", type=float, default=4.0, help="audio length: --input cropped or repeated (0: as is)")
+    p.add_argument("--input", default="", metavar="FILE",
+                   help="noisy file to enhance; empty: demo/vbdmd/noisy/p287_003.wav")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samplers' noise")
+    p.add_argument("--batch", type=int, nargs="+", default=[1], metavar="B",
+                   help="copies of the input enhanced together; several values: one run each")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS,
+                   help="network arithmetic: fp32 (TF32 off), tf32, bf16 or fp16 (autocast; fp16 on a GPU only); "
+                   "several: one run each")
+    p.add_argument("--compile", dest="compiled", action="store_true",
+                   help="compile the networks with torch.compile (the warm-up calls compile)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="GPU only: replay the networks from a CUDA graph of the timed shape (captured in warm-up)")
+    p.add_argument("--calls-only", action="store_true",
+                   help="time only the student's network call D(x_T, y, T) on a random [batch, 1, 256, --frames] "
+                   "spectrogram: ms per call, RTF, TFLOP/s (--checkpoint-student or --preset; no teacher, no STFT)")
+    p.add_argument("--frames", type=int, default=256,
+                   help="spectrogram frames per call for --calls-only (256 = 2.04 s, the training crop)")
+    p.add_argument("--peak-tflops", type=float, default=0.0, metavar="TF",
+                   help="the device's measured peak TFLOP/s (e.g. 765: a bf16 matrix product on the H100 of "
+                   "RESULTS.md): report the percentage achieved; 0: no percentage")
+    p.add_argument("--out", default="", metavar="DIR", help="folder for benchmark.json (every run's numbers); "
+                   "empty: no file")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark.json in --out")
+    return p
+
+
+def run_benchmark(a):
+    json_path = Path(a.out) / "benchmark.json" if a.out else None
+    if json_path and json_path.exists() and not a.overwrite:
+        raise DataError(f"{json_path} exists: pass --overwrite to replace it, or choose another --out")
+    results = []
+    for batch in a.batch:
+        for mode in a.precision:
+            if a.calls_only:
+                results.append(benchmark_calls(a.preset, a.checkpoint_student, a.device, batch, mode, a.frames,
+                                               a.repeats, a.warmup, a.compiled, a.cuda_graph, a.peak_tflops,
+                                               a.threads, a.seed))
+                table = calls_table(results).splitlines()  # the header with the first run, then a row per run
+                print("\n".join(table if len(results) == 1 else table[-1:]), flush=True)
+                continue
+            results.append(benchmark(a.preset, a.checkpoint_teacher, a.checkpoint_student, a.device, a.steps,
+                                     a.repeats, a.warmup, a.seconds, a.input, a.seed, a.threads, batch, mode,
+                                     a.compiled, a.cuda_graph))
+            print(benchmark_table(results[-1]), end="", flush=True)
+    if len(results) > 1 and not a.calls_only:
+        print(summary_table(results), end="")
+    if json_path:
+        write_atomic(json_path, json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main(argv=None):
+    a = make_parser().parse_args(argv)
+    try:
+        return run_benchmark(a)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
