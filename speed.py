@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from data import DEMO, HOP, SAMPLE_RATE, DataError, crop_samples, load_audio, wav_to_spec
+from evaluate import check_writable
 from listen import write_atomic
 from model import NUM_FREQS, PRESETS, Denoiser, GroupNorm, load_model, pad_spec
 
@@ -361,8 +362,7 @@ def make_parser():
 
 def run_benchmark(a):
     json_path = Path(a.out) / "benchmark.json" if a.out else None
-    if json_path and json_path.exists() and not a.overwrite:
-        raise DataError(f"{json_path} exists: pass --overwrite to replace it, or choose another --out")
+    check_writable([json_path] if json_path else [], a.overwrite)
     results = []
     for batch in a.batch:
         for mode in a.precision:
