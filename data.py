@@ -16,6 +16,7 @@ A batch is a pure function of the generator it is given: the training loop seeds
 """
 import functools
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,20 +101,32 @@ def load_audio(path):
 
 
 def list_audio(folder, recursive=False):
-    """Sorted audio files of a folder; every one is checked to be readable audio."""
+    """Sorted audio files of a folder (with recursive=True, of its subfolders too); every one is
+    checked to be readable audio."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
     pattern = "**/*" if recursive else "*"
     files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_EXTS)
     if not files:
-        raise DataError(f"{folder}: no audio files ({', '.join(AUDIO_EXTS)}) in this folder")
+        raise DataError(f"{folder}: no audio files ({', '.join(AUDIO_EXTS)}) in this folder"
+                        + (" or its subfolders" if recursive else ""))
     for p in files:
         try:
             sf.info(str(p))
         except Exception as e:
             raise DataError(f"{p}: not a readable audio file ({str(e).strip() or type(e).__name__})")
     return files
+
+
+def folders(text):
+    """The folders of an option that takes several, separated by commas: "a,b" -> [Path(a), Path(b)]."""
+    return [Path(part.strip()) for part in str(text).split(",") if part.strip()]
+
+
+def audio_files(text):
+    """Every audio file of one or more folders ("a,b"), each searched recursively."""
+    return [path for folder in folders(text) for path in list_audio(folder, recursive=True)]
 
 
 # ----------------------------------------------------------------------------- spectrograms
@@ -293,9 +306,10 @@ def speed_perturb(wav, factor):
 
 
 @functools.lru_cache(maxsize=2)
-def perturbed_speech(folder, speeds):
-    """Every utterance of a folder at every speed factor, speed by speed (kept for the next caller)."""
-    wavs = [load_audio(p) for p in list_audio(folder)]
+def perturbed_speech(speech, speeds):
+    """Every utterance of the speech folders ("a,b", searched recursively) at every speed factor,
+    speed by speed (kept for the next caller)."""
+    wavs = [load_audio(p) for p in audio_files(speech)]
     return [speed_perturb(w, s) for s in speeds for w in wavs]
 
 
@@ -311,11 +325,12 @@ def coloured_noise(shape, exponent, generator, device):
 class MixBatches:
     """Noisy speech mixed on the fly on the training device: clean crop + noise at a random SNR.
 
-    Speech: every utterance at the speed factors SPEEDS (speed_perturb), held in memory. Noise
-    types, drawn with equal probability per crop: babble (3 to 6 other utterances, each at its own
+    Speech: every utterance of one or more folders ("a,b", searched recursively: any corpus, any
+    number of speakers) at the speed factors SPEEDS (speed_perturb), held in memory. Noise types,
+    drawn with equal probability per crop: babble (3 to 6 other training utterances, each at its own
     level, 0 to -10 dB), coloured noise (spectral exponent -1 to 2), coloured noise under a slow random
-    amplitude envelope (non-stationary), and, when a noise folder is given, a crop of a recording
-    (looped when short). After the noisy-peak normalisation both sides get one more random gain of
+    amplitude envelope (non-stationary), and, when noise folders are given, a crop of one of their
+    recordings (looped when short). After the noisy-peak normalisation both sides get one more random gain of
     0 to -gain_db dB: enhancement divides a whole file by its peak, so a 2-s stretch of it mostly
     peaks below 1; a gain before the normalisation would be cancelled by it.
     batches(B, generator) -> (clean, noisy), [B, samples] each, every draw from `generator`.
@@ -326,7 +341,7 @@ class MixBatches:
         wavs = perturbed_speech(str(speech), tuple(speeds))
         self.utterances = len(wavs) // len(speeds)
         self.speech = AudioBank(wavs, device)  # entry s * U + u: utterance u at speed s
-        self.noise = AudioBank([load_audio(p) for p in list_audio(noise)], device) if noise else None
+        self.noise = AudioBank([load_audio(p) for p in audio_files(noise)], device) if noise else None
         self.types = ["babble", "coloured", "modulated"] + (["file"] if noise else [])
         self.n, self.snr_range, self.gain_db = crop_samples(num_frames), snr_range, gain_db
         self.device = torch.device(device)
@@ -387,34 +402,42 @@ def mixture_pairs(speech=DEMO / "speech_test", noise=DEMO / "noise", snr_range=(
     return out
 
 
-def indomain_pairs(speech=DEMO / "speech_test", snr_range=(0.0, 10.0), seed=1234):
-    """The in-domain test set: whole held-out utterances [(name, clean, noisy), ...], each mixed with one of
+def indomain_pairs(speech=DEMO / "speech_test", noise=None, snr_range=(0.0, 10.0), seed=1234):
+    """An in-domain test set: whole held-out utterances [(name, clean, noisy), ...], each mixed with one of
     the training noise types of MixBatches (babble of the other held-out utterances, coloured, modulated
-    coloured) at a random SNR in snr_range; demo/indomain_noisy holds it, made by write_mixtures."""
-    mix = MixBatches(speech, snr_range=snr_range, speeds=(1.0,), gain_db=0.0)
+    coloured, and with noise folders a recording of theirs) at a random SNR in snr_range. The default
+    is demo/indomain_noisy (made by write_mixtures); `python data.py testset` writes others."""
+    mix = MixBatches(speech, noise, snr_range=snr_range, speeds=(1.0,), gain_db=0.0)
     generator = torch.Generator().manual_seed(seed)
     out = []
-    for u, path in enumerate(list_audio(speech)):
+    for u, path in enumerate(audio_files(speech)):
         clean = mix.speech.crop(torch.tensor([u]), int(mix.speech.lengths[u]), torch.zeros(1, dtype=torch.long))
         noisy = mix.mix(clean, torch.tensor([u]), generator)
         out.append((path.stem, clean[0].numpy(), noisy[0].numpy()))
     return out
 
 
-def write_mixtures(pairs, folder):
+def write_mixtures(pairs, folder, with_clean=False):
     """Write the noisy side of [(name, clean, noisy), ...] as folder/name.flac (16-bit), so that the
-    command-line tools can enhance and score a set that lives in memory (demo/ood_noisy was made so)."""
+    command-line tools can enhance and score a set that lives in memory (demo/ood_noisy was made so).
+    with_clean=True writes folder/clean/ and folder/noisy/ instead: a test set that validation and
+    evaluate.py read as pairs."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, _, noisy in pairs:
+    sides = {"clean": 1, "noisy": 2} if with_clean else {"": 2}
+    for side in sides:
+        (folder / side).mkdir(parents=True, exist_ok=True)
+    for pair in pairs:
+        name, noisy = pair[0], pair[2]
         if np.abs(noisy).max() >= 1:
             raise DataError(f"{name}: the mixture clips (peak {np.abs(noisy).max():.2f}); lower its level first")
-        sf.write(str(folder / f"{name}.flac"), noisy, SAMPLE_RATE, subtype="PCM_16")
+        for side, k in sides.items():
+            sf.write(str(folder / side / f"{name}.flac"), pair[k], SAMPLE_RATE, subtype="PCM_16")
 
 
 def make_batches(data="", speech="", noise="", num_frames=256, device="cpu"):
     """The training batches a script's options describe, on `device`: VoiceBank-DEMAND pairs (data),
-    a speech folder mixed with noise (speech, noise), or the bundled demo speech when neither is given."""
+    speech folders mixed with noise (speech, noise: "a,b" each), or the bundled demo speech when neither
+    is given."""
     if data:
         return PairBatches(find_pairs(data, "train"), num_frames, device)
     return MixBatches(speech or DEMO / "speech_train", noise or None, num_frames, device=device)
@@ -430,3 +453,53 @@ def validation_pairs(data="", valid="", limit=4):
     else:
         pairs = find_pairs(DEMO / "vbdmd", "test")
     return load_pairs(pairs, limit)
+
+
+def validation_sets(data="", valid="", limit=4):
+    """{name: pairs} of validation_pairs: one set per folder of valid ("a,b", each holding clean/ and
+    noisy/, named by its folder), or the one set of validation_pairs when valid is empty."""
+    if not valid:
+        return {"valid": validation_pairs(data, "", limit)}
+    sets = {}
+    for folder in folders(valid):
+        name = folder.name if folder.name not in sets else str(folder)
+        sets[name] = validation_pairs("", str(folder), limit)
+    return sets
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def main(argv=None):
+    """python data.py testset --speech HELD_OUT --noise NOISE --out DIR: write a held-out test set."""
+    import argparse
+    parser = argparse.ArgumentParser(description="Write a held-out in-domain test set (DIR/clean, DIR/noisy): "
+                                     "each utterance of --speech mixed with one of the training noise types "
+                                     "(babble of the other held-out utterances, coloured, modulated coloured, a "
+                                     "recording of --noise) at a random SNR, all draws from --seed.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("command", choices=["testset"], help="what to write")
+    parser.add_argument("--speech", required=True, help="held-out clean speech, folders 'a,b' searched recursively")
+    parser.add_argument("--noise", default="", help="noise recordings, folders 'a,b' searched recursively (empty: "
+                        "babble and coloured noises only)")
+    parser.add_argument("--out", required=True, help="the new folder (refused if it exists)")
+    parser.add_argument("--snr", type=float, nargs=2, default=(0.0, 10.0), metavar=("LOW", "HIGH"),
+                        help="SNR range in dB")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of every random draw")
+    args = parser.parse_args(argv)
+    try:
+        if Path(args.out).exists():
+            raise DataError(f"{args.out} exists: choose a new folder (nothing is overwritten)")
+        if args.snr[0] > args.snr[1]:
+            raise DataError(f"--snr {args.snr[0]:g} {args.snr[1]:g}: the low end is above the high end")
+        pairs = indomain_pairs(args.speech, args.noise or None, tuple(args.snr), args.seed)
+        peak = max(float(np.abs(noisy).max()) for _, _, noisy in pairs)
+        if peak >= 0.99:  # one gain for the whole set keeps its levels comparable and 16 bits unclipped
+            pairs = [(name, clean * 0.9 / peak, noisy * 0.9 / peak) for name, clean, noisy in pairs]
+        write_mixtures(pairs, args.out, with_clean=True)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+    print(f"{len(pairs)} pairs written to {args.out}/clean and {args.out}/noisy")
+
+
+if __name__ == "__main__":
+    main()

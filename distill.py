@@ -146,19 +146,25 @@ def results_table(rows):
     return "\n".join(lines)
 
 
-def validator(teacher, sde, pairs, cfg):
-    """validate_fn for teacher.fit: the student's one-step output against the teacher's
-    valid_steps-step output on the same held-out files (the teacher's scores are computed once)."""
+def validator(teacher, sde, sets, cfg):
+    """validate_fn for teacher.fit: on each validation set {name: pairs}, the student's one-step output
+    against the teacher's valid_steps-step output on the same held-out files (the teacher's scores are
+    computed once). Metrics noisy_pesq, teacher_pesq, student_pesq, ...; with several sets NAME/... each."""
     reference = {}
 
     def validate_fn(ema):
-        if not reference:
-            reference["noisy"] = ("-", {k: float(np.nanmean([score(c, y)[k] for _, c, y in pairs]))
-                                        for k in ("pesq", "estoi", "si_sdr")})
-            reference["teacher"] = (cfg.valid_steps, validate(teacher, sde, pairs, cfg.valid_steps, cfg.seed))
-        rows = dict(reference, student=(1, validate(ema, sde, pairs, 1, cfg.seed)))
-        metrics = {f"{name}_{k}": v for name, (_, m) in rows.items() for k, v in m.items()}
-        return metrics, results_table(rows)
+        metrics, tables = {}, []
+        for set_name, pairs in sets.items():
+            if set_name not in reference:
+                reference[set_name] = {
+                    "noisy": ("-", {k: float(np.nanmean([score(c, y)[k] for _, c, y in pairs]))
+                                    for k in ("pesq", "estoi", "si_sdr")}),
+                    "teacher": (cfg.valid_steps, validate(teacher, sde, pairs, cfg.valid_steps, cfg.seed))}
+            rows = dict(reference[set_name], student=(1, validate(ema, sde, pairs, 1, cfg.seed)))
+            prefix = f"{set_name}/" if len(sets) > 1 else ""
+            metrics.update({f"{prefix}{name}_{k}": v for name, (_, m) in rows.items() for k, v in m.items()})
+            tables.append((f"{set_name}:\n" if len(sets) > 1 else "") + results_table(rows))
+        return metrics, "\n".join(tables)
     return validate_fn
 
 
@@ -180,7 +186,7 @@ def distill(cfg):
     rank, world, device = setup_distributed(cfg.device)
     set_determinism(cfg)
     teacher, sde = load_teacher(cfg.teacher, device)
-    pairs = data.validation_pairs(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 else []
+    sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 and cfg.valid_files else {}
 
     # student and target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)
     student = Denoiser(**{**teacher.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
@@ -194,7 +200,7 @@ def distill(cfg):
                                      generator, pesq_loss)
         return loss, parts
 
-    return fit(cfg, "student", student, loss_fn, validator(teacher, sde, pairs, cfg), sde, rank, world, device)
+    return fit(cfg, "student", student, loss_fn, validator(teacher, sde, sets, cfg), sde, rank, world, device)
 
 
 def main(argv=None):

@@ -1,13 +1,14 @@
 """The network, its preconditioning and its checkpoints (METHOD.md section 3).
 
 NCSNpp    a compact NCSN++ U-Net: 4 real channels in (Re, Im of x_t and of y), 2 out.
-PRESETS   its shapes, as plain data: "reference" (the published 65.6 M teacher), "small", "tiny".
+PRESETS   its shapes, as plain data: "reference" (the published 65.6 M teacher), "medium", "small", "tiny".
 Denoiser  the EDM-preconditioned mean estimator D(x_t, y, t), complex in / complex out:
           D = c_skip x_t + c_out F(c_in x_t, c_in y, t), with sigma = sigma(t) of the OUVE SDE.
 pad_spec / crop_spec   pad the time axis to a multiple of 64 and crop it back.
 Checkpoints: load_model reads this project's files (teacher.py, distill.py, exports) and the official
 SGMSE+ / ROSE-CD PyTorch Lightning .ckpt files alike, telling them apart by content; save_checkpoint,
-load_checkpoint and export_checkpoint handle the project's own; convert_checkpoint turns an official
+load_checkpoint and export_checkpoint handle the project's own, pack_checkpoint / unpack_checkpoint cut a
+resumable one into parts small enough to move between machines and join them; convert_checkpoint turns an official
 file into one of those (python model.py convert OFFICIAL.ckpt OUT.pt). Nothing is ever downloaded.
 
 The U-Net halves the frequency and time axes once per level after the first, so with L levels
@@ -37,6 +38,8 @@ PRESETS = {
     "reference": dict(nf=128, ch_mult=(1, 1, 2, 2, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,)),
     # same topology at a quarter of the width: ~4.1 M parameters, 8 MB in float16
     "small": dict(nf=32, ch_mult=(1, 1, 2, 2, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,)),
+    # between them: 5/16 of the width, ~6.4 M parameters, 12.9 MB in float16
+    "medium": dict(nf=40, ch_mult=(1, 1, 2, 2, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,)),
     # tests and CPU demos: narrower, 1 block per level and 5 levels (4 halvings), so still fine
     # for T a multiple of 64; attention at 16 bins as in the reference
     "tiny": dict(nf=16, ch_mult=(1, 1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,)),
@@ -459,6 +462,82 @@ def export_checkpoint(src, dst, dtype=torch.float16):
     ckpt = load_checkpoint(src)
     save_exported(dst, dtype, kind=ckpt["kind"], config=ckpt.get("config"), model=ckpt["model"], sde=ckpt["sde"],
                   ema=ckpt["ema"], step=ckpt.get("step"))
+
+
+# A resumable checkpoint cut into parts that each fit a 16 MiB transfer, for runs that move between machines.
+PART_BYTES = 16 * 2 ** 20 - 2 ** 16
+
+
+def pack_checkpoint(src, folder, part_bytes=PART_BYTES):
+    """python teacher.py pack CHECKPOINT FOLDER: a resumable checkpoint made small and cut into parts
+    FOLDER/state.000, .001, ... of at most part_bytes each, with FOLDER/manifest.json (sizes and SHA-256).
+
+    What is kept exactly: the raw weights (float32), the step, the config, the gradient-free rest.
+    What is rounded: Adam's moments (exp_avg, exp_avg_sq) to bfloat16, whose 8-bit exponent holds their
+    range (a relative error of 2^-9 in the update's direction and size, once per move); and the EMA
+    weights, stored as their difference from the raw weights in bfloat16, so the error is 2^-9 of that
+    difference, not of the weights. About 10 bytes per parameter instead of 16. unpack_checkpoint undoes it."""
+    import hashlib, io, json
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise DataError(f"{folder}: exists and is not empty; choose a new folder")
+    ckpt = load_checkpoint(src)
+    if "raw" not in ckpt or "optimizer" not in ckpt:
+        raise DataError(f"{src}: holds EMA weights only (an exported checkpoint): nothing to resume")
+    raw = ckpt["raw"]
+    small = dict(ckpt, packed={"ema": "bfloat16 difference from raw", "moments": "bfloat16"})
+    small["ema"] = {k: (v.float() - raw[k].float()).to(torch.bfloat16) if v.is_floating_point() else v
+                    for k, v in ckpt["ema"].items()}
+    small["optimizer"] = {"param_groups": ckpt["optimizer"]["param_groups"], "state": {
+        i: {k: v.to(torch.bfloat16) if k in ("exp_avg", "exp_avg_sq") else v for k, v in s.items()}
+        for i, s in ckpt["optimizer"]["state"].items()}}
+    buffer = io.BytesIO()
+    torch.save(small, buffer)
+    blob = buffer.getvalue()
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for k, start in enumerate(range(0, len(blob), part_bytes)):
+        piece = blob[start:start + part_bytes]
+        (folder / f"state.{k:03d}").write_bytes(piece)
+        parts.append({"name": f"state.{k:03d}", "bytes": len(piece), "sha256": hashlib.sha256(piece).hexdigest()})
+    manifest = {"kind": ckpt["kind"], "step": ckpt.get("step"), "bytes": len(blob), "parts": parts,
+                "sha256": hashlib.sha256(blob).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def unpack_checkpoint(folder, dst):
+    """python teacher.py unpack FOLDER CHECKPOINT: join the parts of pack_checkpoint, check every part's
+    SHA-256, and write the resumable checkpoint again (EMA = raw + difference, moments in float32)."""
+    import hashlib, io, json
+    folder, dst = Path(folder), Path(dst)
+    if dst.exists():
+        raise DataError(f"{dst}: exists; remove it first or choose another name")
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        parts = manifest["parts"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{folder}: no readable manifest.json of packed state ({type(e).__name__})")
+    blob = b""
+    for part in parts:
+        path = folder / part["name"]
+        piece = path.read_bytes() if path.is_file() else None
+        if piece is None or hashlib.sha256(piece).hexdigest() != part["sha256"]:
+            raise DataError(f"{path}: {'missing' if piece is None else 'damaged (its SHA-256 differs)'}")
+        blob += piece
+    try:
+        small = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataError(f"{folder}: the joined parts are not a checkpoint ({type(e).__name__})")
+    small = project_checkpoint(small, folder)
+    raw = small["raw"]
+    small.pop("packed", None)
+    small["ema"] = {k: raw[k].float() + v.float() if v.is_floating_point() else v for k, v in small["ema"].items()}
+    small["optimizer"]["state"] = {i: {k: v.float() if k in ("exp_avg", "exp_avg_sq") else v for k, v in s.items()}
+                                   for i, s in small["optimizer"]["state"].items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst, **small)
+    return small
 
 
 # ----------------------------------------------------------------------------- the official checkpoints

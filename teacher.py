@@ -4,6 +4,8 @@
     python teacher.py --data /path/to/VoiceBank-DEMAND   # the published setting (reference preset)
     torchrun --nproc_per_node=2 teacher.py ...           # several GPUs (or CPU processes) with DDP
     python teacher.py export runs/teacher/checkpoint.pt teacher.pt   # EMA weights only, float16
+    python teacher.py pack runs/teacher/checkpoint.pt state/         # resumable, in parts < 16 MiB
+    python teacher.py unpack state/ runs/teacher/checkpoint.pt       # ... joined again: --resume goes on
 
 The loss: t ~ U(t_eps, 1), x_t = mu(t) + sigma(t) z, and a weighted squared error between the
 preconditioned network D(x_t, y, t) and mu(t). Adam, EMA of the weights (the EMA weights sample).
@@ -34,7 +36,8 @@ import data
 from data import DataError, wav_to_spec
 from enhance import enhance_wav
 from evaluate import score
-from model import PRESETS, Denoiser, export_checkpoint, load_checkpoint, save_checkpoint
+from model import (PRESETS, Denoiser, export_checkpoint, load_checkpoint, pack_checkpoint, save_checkpoint,
+                   unpack_checkpoint)
 from sde import SDE, bcast, randn_like
 from speed import optimise
 
@@ -48,9 +51,10 @@ def option(default, help, choices=None):
 class TrainConfig:
     """Options of the training loop that teacher.py and distill.py share (published defaults)."""
     data: str = option("", "VoiceBank-DEMAND folder (either layout); empty: bundled demo speech")
-    speech: str = option("", "or: a folder of clean speech to mix with noise on the fly")
-    noise: str = option("", "optional folder of noise recordings for that mixing")
-    valid: str = option("", "folder with clean/ and noisy/ for validation; empty: data's valid split or demo")
+    speech: str = option("", "or: clean speech to mix with noise on the fly, folders 'a,b' searched recursively")
+    noise: str = option("", "optional noise recordings for that mixing, folders 'a,b' searched recursively")
+    valid: str = option("", "validation sets, folders 'a,b' each with clean/ and noisy/ (python data.py testset "
+                            "writes one); empty: data's valid split or the bundled p287 pairs")
     out: str = option("runs/teacher", "checkpoint.pt and log.jsonl go here")
     steps: int = option(100_000, "optimizer updates (METHOD.md gives no length)")
     batch_size: int = option(16, "per process and micro-batch (published 16)")
@@ -63,20 +67,21 @@ class TrainConfig:
                                   "(GPU; the small one took over 4 min to compile on an H100)")
     grad_clip: float = option(0.0, "clip the gradient norm to this (0: off)")
     valid_every: int = option(2000, "validate every so many updates (0: only at the end)")
-    valid_files: int = option(4, "held-out utterances enhanced at each validation")
+    valid_files: int = option(4, "held-out utterances of each validation set enhanced at each validation")
     valid_steps: int = option(30, "predictor-corrector steps of the teacher at validation")
     save_every: int = option(1000, "write the checkpoint every so many updates")
     max_minutes: float = option(0.0, "stop after this many minutes, with a checkpoint and a validation (0: no limit)")
     log_every: int = option(10, "write a log line (and read the losses from the device) every so many updates")
     seed: int = option(0, "seed of the random draws: initial weights, training crops and noise, validation")
-    resume: bool = option(False, "continue from out/checkpoint.pt")
+    resume: bool = option(False, "continue from out/checkpoint.pt (with this command's options: --lr may change)")
     device: str = option("auto", "auto, cpu, cuda, cuda:1 ...")
     deterministic: bool = option(False, "deterministic kernels (for exact-resume checks)")
 
 
 @dataclass
 class Config(TrainConfig):
-    preset: str = option("reference", "network size: reference (published, 65.6 M), small, tiny",
+    preset: str = option("reference", "network size: reference (published, 65.6 M), medium (6.4 M), "
+                                      "small (4.1 M), tiny (0.49 M)",
                          choices=tuple(PRESETS))
 
 
@@ -205,12 +210,13 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
     --compile the U-Nets of the model and of the EMA (distill.py's target) are compiled, as for
     inference (speed.optimise); validation runs them eagerly, since whole files have other shapes.
     """
+    t_start = time.time()  # GPU time counts from here: loading the audio holds the GPU too
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     batches = data.make_batches(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
-    step = 0
+    step, gpu_seconds = 0, 0.0  # gpu_seconds: wall time x processes, summed over every resumed stint
     ckpt_path = out / "checkpoint.pt"
     if cfg.resume:
         ckpt = load_checkpoint(ckpt_path, device)
@@ -221,7 +227,9 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         model.load_state_dict(ckpt["raw"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
-        step = ckpt["step"]
+        for group in opt.param_groups:  # this command's learning rate, not the stored one
+            group["lr"] = cfg.lr
+        step, gpu_seconds = ckpt["step"], ckpt.get("gpu_seconds", 0.0)
     elif ckpt_path.exists():
         raise DataError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
     if cfg.compile:  # the U-Nets of model and EMA compiled in place; validation runs them eagerly (below)
@@ -229,18 +237,22 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         optimise(ema, device, compiled=True)
     D = DDP(model) if world > 1 else model
 
+    def gpu_minutes():
+        return (gpu_seconds + world * (time.time() - t_start)) / 60
+
     def checkpoint():
         if rank == 0:
             save_checkpoint(ckpt_path, kind=kind, config=dataclasses.asdict(cfg), model=model.config(),
                             sde=dataclasses.asdict(sde), ema=ema.state_dict(), raw=model.state_dict(),
-                            optimizer=opt.state_dict(), step=step, rng={"seed": cfg.seed, "step": step})
+                            optimizer=opt.state_dict(), step=step, rng={"seed": cfg.seed, "step": step},
+                            gpu_seconds=60 * gpu_minutes())
 
     log = JsonLog(out / "log.jsonl", enabled=rank == 0)
     log.write(event="start", step=step, world_size=world, device=str(device), parameters=sum(
         p.numel() for p in model.parameters()), config=dataclasses.asdict(cfg))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
     bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc=kind, dynamic_ncols=True)
-    t0, t_start, parts = time.time(), time.time(), []
+    t0, parts = time.time(), []
     deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else float("inf")
     last = step >= cfg.steps
     while not last:
@@ -270,7 +282,8 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
             samples = len(parts) * cfg.batch_size * world
             seconds = time.time() - t0
             log.write(event="train", step=step, **means, samples_per_s=samples / seconds,
-                      frames_per_s=samples * cfg.num_frames / seconds, elapsed_s=time.time() - t_start)
+                      frames_per_s=samples * cfg.num_frames / seconds, elapsed_s=time.time() - t_start,
+                      gpu_minutes=gpu_minutes())
             bar.set_postfix(loss=f"{means['loss']:.4g}")
             t0, parts = time.time(), []
         if step % cfg.save_every == 0 or last:
@@ -279,7 +292,7 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
             # compiled U-Nets run eagerly here: whole files have other shapes, which would compile anew
             with torch.compiler.set_stance("force_eager") if cfg.compile else contextlib.nullcontext():
                 metrics, text = validate_fn(ema)
-            log.write(event="valid", step=step, **metrics)
+            log.write(event="valid", step=step, gpu_minutes=gpu_minutes(), **metrics)
             bar.write(f"step {step}:\n{text}")
             t0 = time.time()  # validation time is not training time
     bar.close()
@@ -296,15 +309,18 @@ def train(cfg):
     rank, world, device = setup_distributed(cfg.device)
     set_determinism(cfg)
     sde = SDE()
-    pairs = data.validation_pairs(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 else []
+    sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 and cfg.valid_files else {}
 
     model = Denoiser(cfg.preset, c_in="edm").to(device)
 
     def loss_fn(D, ema, clean, noisy, generator):
         return teacher_loss(D, sde, wav_to_spec(clean), wav_to_spec(noisy), generator, model.sigma_data), {}
 
-    def validate_fn(ema):
-        metrics = validate(ema, sde, pairs, cfg.valid_steps, cfg.seed)
+    def validate_fn(ema):  # one set: pesq, estoi, si_sdr; several: NAME/pesq, ... for each
+        metrics = {}
+        for name, pairs in sets.items():
+            prefix = f"{name}/" if len(sets) > 1 else ""
+            metrics.update({prefix + k: v for k, v in validate(ema, sde, pairs, cfg.valid_steps, cfg.seed).items()})
         return metrics, "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
 
     return fit(cfg, "teacher", model, loss_fn, validate_fn, sde, rank, world, device)
@@ -317,6 +333,17 @@ def main(argv=None):
             if len(argv) != 3:
                 raise DataError("usage: python teacher.py export CHECKPOINT OUTPUT.pt")
             return export_checkpoint(argv[1], argv[2])
+        if argv[:1] == ["pack"]:  # python teacher.py pack CHECKPOINT FOLDER: resumable, in parts < 16 MiB
+            if len(argv) != 3:
+                raise DataError("usage: python teacher.py pack CHECKPOINT FOLDER")
+            manifest = pack_checkpoint(argv[1], argv[2])
+            print(f"{argv[2]}: {len(manifest['parts'])} parts, {manifest['bytes'] / 2 ** 20:.1f} MiB, "
+                  f"{manifest['kind']} at update {manifest['step']}")
+            return manifest
+        if argv[:1] == ["unpack"]:  # python teacher.py unpack FOLDER CHECKPOINT: the parts joined again
+            if len(argv) != 3:
+                raise DataError("usage: python teacher.py unpack FOLDER CHECKPOINT")
+            return unpack_checkpoint(argv[1], argv[2])
         cfg = parse_config(Config, argv, description=__doc__.split("\n\n")[0])
         train(cfg)
     except DataError as e:

@@ -74,7 +74,7 @@ def test_padding_round_trip(T):
 def test_parameter_counts():
     n = {name: count_parameters(Denoiser(name)) for name in PRESETS}
     assert abs(n["reference"] - 65.6e6) / 65.6e6 < 0.03
-    assert 3e6 <= n["small"] <= 8e6
+    assert 3e6 <= n["small"] < n["medium"] < 7.5e6  # medium still fits a 16 MB file in float16
     assert n["tiny"] < 0.5e6
     # attention sits only where the frequency axis has 16 bins: 2 down + 1 middle + 1 up
     ref = Denoiser("reference").net

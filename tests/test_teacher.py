@@ -149,3 +149,86 @@ def test_training_uses_the_warm_up_and_a_resumed_run_continues_its_count(tmp_pat
     train(Config(**FAST, steps=2, out=str(tmp_path)))
     train(Config(**FAST, steps=3, out=str(tmp_path), resume=True))
     assert seen == pytest.approx([2 / 11, 3 / 12, 4 / 13])
+
+
+def test_packed_state_is_small_in_parts_and_resumes_training_closely(tmp_path):
+    """pack -> unpack -> --resume continues the run: raw weights exact, EMA and Adam moments rounded to
+    bfloat16 (the EMA as its difference from the raw weights), so the resumed run stays much closer to
+    the uninterrupted one than the weights move in the resumed updates."""
+    import model
+    common = dict(FAST, deterministic=True, lr=1e-3)
+    train(Config(**common, steps=8, out=str(tmp_path / "straight")))
+    train(Config(**common, steps=4, out=str(tmp_path / "first")))
+    full_path = tmp_path / "first" / "checkpoint.pt"
+    manifest = model.pack_checkpoint(full_path, tmp_path / "parts", part_bytes=300_000)
+    sizes = [p.stat().st_size for p in sorted((tmp_path / "parts").glob("state.*"))]
+    assert len(sizes) == len(manifest["parts"]) >= 2 and max(sizes) <= 300_000 and sum(sizes) == manifest["bytes"]
+    n = sum(v.numel() for v in load_checkpoint(full_path)["raw"].values())
+    assert manifest["bytes"] < 11 * n + 100_000 < 0.75 * full_path.stat().st_size  # ~10 bytes per parameter, not 16
+
+    teacher.main(["unpack", str(tmp_path / "parts"), str(tmp_path / "moved" / "checkpoint.pt")])
+    full, moved = load_checkpoint(full_path), load_checkpoint(tmp_path / "moved" / "checkpoint.pt")
+    assert moved["step"] == 4 and moved["config"] == full["config"] and moved["gpu_seconds"] == full["gpu_seconds"]
+    for k, v in full["raw"].items():
+        assert torch.equal(moved["raw"][k], v)
+        error = (moved["ema"][k] - full["ema"][k]).abs()
+        assert moved["ema"][k].dtype == v.dtype and bool((error <= 2 ** -8 * (full["ema"][k] - v).abs() + 1e-12).all())
+    for i, s in full["optimizer"]["state"].items():
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert moved["optimizer"]["state"][i][k].dtype == torch.float32
+            torch.testing.assert_close(moved["optimizer"]["state"][i][k], s[k], rtol=2 ** -8, atol=0)
+
+    train(Config(**common, steps=8, out=str(tmp_path / "moved"), resume=True))
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    resumed = load_checkpoint(tmp_path / "moved" / "checkpoint.pt")
+    for key in ("raw", "ema"):
+        moved_by = sum((straight[key][k] - full[key][k]).float().norm() ** 2 for k in full[key]) ** 0.5
+        differs = sum((straight[key][k] - resumed[key][k]).float().norm() ** 2 for k in full[key]) ** 0.5
+        assert 0 < differs < 0.02 * moved_by, (key, differs, moved_by)
+    losses = lambda run: [e["loss"] for e in read_log(tmp_path / run) if e["event"] == "train"][-4:]
+    np.testing.assert_allclose(losses("moved"), losses("straight"), rtol=1e-2)
+
+
+def test_packed_state_refuses_damaged_parts_and_never_overwrites(tmp_path):
+    import model
+    train(Config(**FAST, steps=2, out=str(tmp_path / "run")))
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    model.pack_checkpoint(ckpt, tmp_path / "parts", part_bytes=200_000)
+    with pytest.raises(teacher.DataError, match="not empty"):  # a folder that holds something is left alone
+        model.pack_checkpoint(ckpt, tmp_path / "parts")
+    with pytest.raises(SystemExit, match="exists"):
+        teacher.main(["unpack", str(tmp_path / "parts"), str(ckpt)])
+    part = tmp_path / "parts" / "state.001"
+    data = bytearray(part.read_bytes())
+    data[100] ^= 1
+    part.write_bytes(bytes(data))
+    with pytest.raises(SystemExit, match="state.001: damaged"):
+        teacher.main(["unpack", str(tmp_path / "parts"), str(tmp_path / "new.pt")])
+    part.unlink()
+    with pytest.raises(SystemExit, match="state.001: missing"):
+        teacher.main(["unpack", str(tmp_path / "parts"), str(tmp_path / "new.pt")])
+    assert not (tmp_path / "new.pt").exists()
+    teacher.main(["export", str(ckpt), str(tmp_path / "slim.pt")])
+    with pytest.raises(SystemExit, match="nothing to resume"):
+        teacher.main(["pack", str(tmp_path / "slim.pt"), str(tmp_path / "other")])
+
+
+def test_resume_takes_the_new_learning_rate_and_adds_up_gpu_time(tmp_path):
+    train(Config(**FAST, steps=2, out=str(tmp_path)))
+    first = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert first["optimizer"]["param_groups"][0]["lr"] == 1e-4 and first["gpu_seconds"] > 0
+    train(Config(**FAST, steps=4, out=str(tmp_path), resume=True, lr=3e-5))
+    second = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert second["optimizer"]["param_groups"][0]["lr"] == 3e-5
+    assert second["gpu_seconds"] > first["gpu_seconds"]
+    minutes = [e["gpu_minutes"] for e in read_log(tmp_path) if e["event"] == "train"]
+    assert minutes == sorted(minutes) and minutes[2] > first["gpu_seconds"] / 60
+
+
+def test_validation_on_several_sets_logs_each_by_name(tmp_path):
+    import data
+    data.write_mixtures(data.indomain_pairs()[:2], tmp_path / "heldout", with_clean=True)
+    valid = f"{tmp_path / 'heldout'},{data.DEMO / 'vbdmd'}"
+    train(Config(**dict(FAST, valid_files=1, valid_steps=2), steps=1, valid=valid, out=str(tmp_path / "run")))
+    entry = [e for e in read_log(tmp_path / "run") if e["event"] == "valid"][-1]
+    assert {"heldout/pesq", "heldout/si_sdr", "vbdmd/pesq", "vbdmd/estoi"} <= entry.keys() and entry["gpu_minutes"] > 0
