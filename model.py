@@ -454,14 +454,14 @@ def save_exported(dst, dtype=torch.float16, **state):
 
 
 def export_checkpoint(src, dst, dtype=torch.float16):
-    """python teacher.py export SRC DST: kind, model, sde, config, step and the EMA weights of a checkpoint
-    of this project in `dtype` (save_exported). Raw weights and optimizer state are left out, so an
+    """python teacher.py export SRC DST: kind, model, sde, config, step, GPU time and the EMA weights of a
+    checkpoint of this project in `dtype` (save_exported). Raw weights and optimizer state are left out, so an
     exported file cannot be resumed."""
     if Path(dst).exists():
         raise DataError(f"{dst}: exists; remove it first or choose another name")
     ckpt = load_checkpoint(src)
     save_exported(dst, dtype, kind=ckpt["kind"], config=ckpt.get("config"), model=ckpt["model"], sde=ckpt["sde"],
-                  ema=ckpt["ema"], step=ckpt.get("step"))
+                  ema=ckpt["ema"], step=ckpt.get("step"), gpu_seconds=ckpt.get("gpu_seconds"))
 
 
 # A resumable checkpoint cut into parts that each fit a 16 MiB transfer, for runs that move between machines.

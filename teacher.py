@@ -74,6 +74,9 @@ class TrainConfig:
     log_every: int = option(10, "write a log line (and read the losses from the device) every so many updates")
     seed: int = option(0, "seed of the random draws: initial weights, training crops and noise, validation")
     resume: bool = option(False, "continue from out/checkpoint.pt (with this command's options: --lr may change)")
+    warm_start: str = option("", "or: start from the EMA weights of this checkpoint (an export will do) with fresh "
+                                 "Adam moments, continuing its update count and GPU-minutes: for a run whose "
+                                 "resumable state was lost")
     device: str = option("auto", "auto, cpu, cuda, cuda:1 ...")
     deterministic: bool = option(False, "deterministic kernels (for exact-resume checks)")
 
@@ -218,6 +221,8 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
     step, gpu_seconds = 0, 0.0  # gpu_seconds: wall time x processes, summed over every resumed stint
     ckpt_path = out / "checkpoint.pt"
+    if cfg.resume and cfg.warm_start:
+        raise DataError("give --resume or --warm-start, not both")
     if cfg.resume:
         ckpt = load_checkpoint(ckpt_path, device)
         if ckpt["kind"] != kind:
@@ -232,6 +237,14 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         step, gpu_seconds = ckpt["step"], ckpt.get("gpu_seconds", 0.0)
     elif ckpt_path.exists():
         raise DataError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    elif cfg.warm_start:  # raw and EMA weights := the stored EMA weights; Adam starts afresh
+        ckpt = load_checkpoint(cfg.warm_start, device)
+        if ckpt["kind"] != kind or ckpt["model"] != model.config():
+            raise DataError(f"{cfg.warm_start}: a {ckpt['kind']} of shape {ckpt['model']}; this run trains a "
+                            f"{kind} of shape {model.config()}")
+        model.load_state_dict(ckpt["ema"])
+        ema.load_state_dict(ckpt["ema"])
+        step, gpu_seconds = ckpt.get("step") or 0, ckpt.get("gpu_seconds", 0.0)
     if cfg.compile:  # the U-Nets of model and EMA compiled in place; validation runs them eagerly (below)
         optimise(model, device, compiled=True)
         optimise(ema, device, compiled=True)

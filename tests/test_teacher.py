@@ -232,3 +232,22 @@ def test_validation_on_several_sets_logs_each_by_name(tmp_path):
     train(Config(**dict(FAST, valid_files=1, valid_steps=2), steps=1, valid=valid, out=str(tmp_path / "run")))
     entry = [e for e in read_log(tmp_path / "run") if e["event"] == "valid"][-1]
     assert {"heldout/pesq", "heldout/si_sdr", "vbdmd/pesq", "vbdmd/estoi"} <= entry.keys() and entry["gpu_minutes"] > 0
+
+
+def test_warm_start_from_an_export_continues_the_count_with_its_weights(tmp_path):
+    train(Config(**FAST, steps=3, out=str(tmp_path / "run")))
+    teacher.main(["export", str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "slim.pt")])
+    slim = load_checkpoint(tmp_path / "slim.pt")
+    assert slim["step"] == 3 and slim["gpu_seconds"] > 0
+    train(Config(**FAST, steps=4, out=str(tmp_path / "warm"), warm_start=str(tmp_path / "slim.pt")))  # one update
+    warm = load_checkpoint(tmp_path / "warm" / "checkpoint.pt")
+    assert warm["step"] == 4 and warm["gpu_seconds"] > slim["gpu_seconds"]
+    # fresh Adam moments: its first step moves every weight by at most lr (1e-4) from the exported EMA weights
+    steps = torch.cat([(warm["raw"][k] - v.float()).abs().flatten() for k, v in slim["ema"].items() if "fourier" not in k])
+    assert 0 < steps.max() <= 1.001e-4 and all(s["step"] == 1 for s in warm["optimizer"]["state"].values())
+    train(Config(**FAST, steps=5, out=str(tmp_path / "warm"), resume=True))
+    assert load_checkpoint(tmp_path / "warm" / "checkpoint.pt")["step"] == 5
+    with pytest.raises(teacher.DataError, match="shape"):
+        train(Config(**dict(FAST, preset="small"), steps=4, out=str(tmp_path / "other"), warm_start=str(tmp_path / "slim.pt")))
+    with pytest.raises(teacher.DataError, match="not both"):
+        train(Config(**FAST, steps=4, out=str(tmp_path / "warm"), resume=True, warm_start=str(tmp_path / "slim.pt")))

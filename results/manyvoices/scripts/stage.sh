@@ -1,0 +1,6 @@
+# Every upload call: the carried .xferN folders into /tmp/data (which the runs read, and no call replaces).
+T0=$(date +%s)
+mkdir -p /tmp/data; cp .carry/*.sh /tmp/
+for d in .xfer*; do [ -d "$d" ] && cp -r "$d"/. /tmp/data/ && echo "staged $d: $(find $d -type f | wc -l) files"; done
+echo "data now: $(find /tmp/data -name '*.flac' | wc -l) files, $(du -sm /tmp/data | cut -f1) MB; $(( $(date +%s) - T0 )) s"
+for d in speech/libri speech/lj noise valid; do echo "  $d $(find /tmp/data/$d -name '*.flac' 2>/dev/null | wc -l)"; done
