@@ -1,4 +1,4 @@
-"""Audio in, spectrograms out (METHOD.md section 1).
+"""Audio in, spectrograms out (docs/method.md, section 1).
 
 - read_audio / load_audio: soundfile, stereo averaged to mono, resampled to 16 kHz (fir_resample:
   resample_poly's polyphase filter as one torch conv1d).
@@ -165,7 +165,7 @@ def random_crop(wavs, length, rng):
 
 
 def normalise(clean, noisy):
-    """Divide both by max|noisy| (METHOD.md 1); the factor is returned to undo it afterwards."""
+    """Divide both by max|noisy| (docs/method.md, section 1); the factor is returned to undo it afterwards."""
     peak = float(np.abs(noisy).max())
     scale = peak if peak > 0 else 1.0
     return clean / scale, noisy / scale, scale
@@ -264,7 +264,7 @@ def uniform(shape, low, high, generator, device):
 
 
 def normalise_batch(clean, noisy):
-    """Divide each pair [B, n] by max|noisy| of that row (METHOD.md 1)."""
+    """Divide each pair [B, n] by max|noisy| of that row (docs/method.md, section 1)."""
     peak = noisy.abs().amax(-1, keepdim=True)
     scale = torch.where(peak > 0, peak, 1.0)
     return clean / scale, noisy / scale

@@ -1,4 +1,4 @@
-"""Distil the teacher into a one-step student by robust consistency distillation (METHOD.md 5).
+"""Distil the teacher into a one-step student by robust consistency distillation (docs/method.md, section 5).
 
     python distill.py --teacher CKPT                          # ROSE-CD with the published settings
     python distill.py --teacher CKPT --trajectory deterministic --sisdr-weight 0 --mrstft-weight 0
@@ -37,7 +37,7 @@ class Config(TrainConfig):
     teacher: str = option(str(CHECKPOINTS / "teacher-small.pt"),
                           "the teacher checkpoint (teacher.py's or an official one)")
     out: str = option("runs/rosecd", "the student's checkpoint.pt and log.jsonl go here")
-    steps: int = option(20_000, "optimizer updates of the student (METHOD.md gives no length)")
+    steps: int = option(20_000, "optimizer updates of the student (docs/method.md gives no length)")
     batch_size: int = option(14, "per process and micro-batch (published 14 with 2 accumulation steps)")
     num_scales: int = option(30, "N: grid points t_1 = 1 > ... > t_N = t_eps")
     trajectory: str = option("randomized", "teacher trajectory: randomized (ROSE-CD) or deterministic (plain CD)",
@@ -106,8 +106,9 @@ def teacher_step(teacher, sde, x, y, t_n, N, z_prime, trajectory="randomized"):
 
 
 def rosecd_loss(student, target, teacher, sde, x, y, clean, cfg, generator, pesq_loss=None):
-    """The distillation loss of one micro-batch (METHOD.md 5), its parts for the log, and the step's tensors
-    (n, t_n, t_{n+1}, x_{t_n}, the teacher's Heun mean, x_{t_{n+1}}, both estimates) for tests and figures.py.
+    """The distillation loss of one micro-batch (docs/method.md, section 5.3), its parts for the log, and the
+    step's tensors (n, t_n, t_{n+1}, x_{t_n}, the teacher's Heun mean, x_{t_{n+1}}, both estimates) for tests
+    and figures.py.
 
     x, y: clean and noisy spectrograms [B, 1, 256, T]; clean: the clean waveform [B, samples].
     """

@@ -1,4 +1,4 @@
-"""Enhance noisy speech with a ROSE-CD student or its teacher (METHOD.md section 6).
+"""Enhance noisy speech with a ROSE-CD student or its teacher (docs/method.md, section 6).
 
     python enhance.py noisy.wav -o enhanced/                     # the default student checkpoint
     python enhance.py NOISY_DIR more.flac -o enhanced/           # folders are searched recursively
@@ -148,7 +148,7 @@ def enhance_wav(D, sde, noisy, steps=30, generator=None, chunk_frames=None, over
     chunk_frames=None enhances the whole utterance at once (validation, evaluation); otherwise
     chunks of chunk_frames STFT frames overlapping by overlap_frames are enhanced `batch` at a time
     (one network call per group for steps == 1) and cross-faded, so memory stays bounded for long
-    files. Both divide by the peak of the whole waveform (METHOD.md 1) and multiply it back.
+    files. Both divide by the peak of the whole waveform (docs/method.md, section 1) and multiply it back.
     For steps == 1 the output does not depend on `batch` (up to float rounding): the noise z of each
     chunk is drawn in turn from the generator, as one by one. The sampler of steps > 1 draws its
     noise for the whole group at once, so there the output depends on `batch` (not its distribution).

@@ -1,4 +1,4 @@
-"""The paper's metrics, folder scoring and paired comparison (METHOD.md section 7).
+"""The paper's metrics, folder scoring and paired comparison (docs/method.md, section 7).
 
     python evaluate.py --clean CLEAN --enhanced ENHANCED --noisy NOISY   # per-file CSV, JSON and markdown summary
     python evaluate.py --enhanced ENHANCED --dnsmos                       # no reference: DNSMOS (needs speechmos)

@@ -52,7 +52,7 @@ NOISY = DEMO / "vbdmd" / "noisy" / "p287_002.wav"  # 3.3 s of VoiceBank-DEMAND s
 CLEAN = DEMO / "vbdmd" / "clean" / "p287_002.wav"
 TEACHER = CHECKPOINTS / "teacher-small.pt"
 STUDENT = CHECKPOINTS / "rosecd-small.pt"
-STEPS = 30               # the teacher's predictor-corrector steps (METHOD.md 4)
+STEPS = 30               # the teacher's predictor-corrector steps (docs/method.md, section 4.3)
 SHOWN_STEPS = (5, 10, 20)  # the sampler's states drawn between its start and its output
 DYNAMIC_RANGE = 80       # dB of the colour scale
 LEVELS = 32              # colours of the scale: steps of 2.5 dB
@@ -62,7 +62,7 @@ SMOOTH = 20              # curves: log entries in the moving mean of the trainin
 
 def magnitude_db(spec):
     """dB of the STFT magnitude [256, frames] of a compressed spectrogram [1, 1, 256, frames]:
-    |c| = (|c'| / beta)^(1 / alpha) undoes the amplitude compression (METHOD.md 1)."""
+    |c| = (|c'| / beta)^(1 / alpha) undoes the amplitude compression (docs/method.md, section 1)."""
     return 20 * np.log10((spec[0, 0].abs().cpu().double().numpy() / BETA) ** (1 / ALPHA) + 1e-8)
 
 
@@ -75,7 +75,7 @@ def sampling_panels(teacher, sde, student, noisy, clean=None, seed=0, steps=STEP
     and student outputs are those of enhance.enhance_wav with the same seed."""
     device = next(teacher.parameters()).device
     peak = float(np.abs(noisy).max())
-    scale = peak if peak > 0 else 1.0  # the whole file divided by its noisy peak (METHOD.md 1)
+    scale = peak if peak > 0 else 1.0  # the whole file divided by its noisy peak (docs/method.md, section 1)
     y, num_frames = pad_spec(wav_to_spec(torch.from_numpy(noisy / scale).float().to(device))[None])
     ts = time_grid(sde, steps).tolist() + [0.0]  # the state after step i is at ts[i]; the last step ends at 0
 

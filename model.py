@@ -1,4 +1,4 @@
-"""The network, its preconditioning and its checkpoints (METHOD.md section 3).
+"""The network, its preconditioning and its checkpoints (docs/method.md, section 3).
 
 NCSNpp    a compact NCSN++ U-Net: 4 real channels in (Re, Im of x_t and of y), 2 out.
 PRESETS   its shapes, as plain data: "reference" (the published 65.6 M teacher), "medium", "small", "tiny".
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from data import ALPHA, BETA, HOP, N_FFT, SAMPLE_RATE, DataError
 from sde import SDE, bcast
 
-NUM_FREQS = 256  # frequency bins of the spectrogram (METHOD.md 1); level i has 256 / 2^i of them
+NUM_FREQS = 256  # frequency bins of the spectrogram (docs/method.md, section 1); level i has 256 / 2^i of them
 
 PRESETS = {
     # the published teacher (SGMSE+ / ROSE-CD NCSN++), 65.6 M parameters
@@ -280,7 +280,7 @@ def fill_fourier_W(net, state_dict, prefix, *args):
 
 
 class Denoiser(nn.Module):
-    """EDM-preconditioned estimate of the marginal mean mu(t) (METHOD.md 3).
+    """EDM-preconditioned estimate of the marginal mean mu(t) (docs/method.md, section 3.2).
 
     x_t, y complex [B, 1, F, T]; t float [B]. With sigma = sigma(t) and sd = sigma_data:
       c_skip = sd^2 / (sigma^2 + sd^2),  c_out = sigma sd / sqrt(sigma^2 + sd^2),

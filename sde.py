@@ -1,4 +1,4 @@
-"""The OUVE stochastic process and its samplers (METHOD.md section 2, 4 and 5).
+"""The OUVE stochastic process and its samplers (docs/method.md, sections 2, 4 and 5).
 
 Forward SDE:  dx = gamma (y - x) dt + g(t) dw,   g(t) = s_min (s_max/s_min)^t sqrt(2 ln(s_max/s_min))
 It pulls the clean spectrogram x towards the noisy one y while adding noise that grows
@@ -83,7 +83,7 @@ def time_grid(sde, N, device=None):
 
 @torch.no_grad()
 def pc_sample(sde, D, y, N=30, snr=0.5, generator=None, z=None, callback=None):
-    """Predictor-corrector sampler of the teacher (METHOD.md 4).
+    """Predictor-corrector sampler of the teacher (docs/method.md, section 4.3).
 
     At each grid point t_i: one annealed-Langevin corrector step (step size 2 (r sigma(t))^2),
     then one reverse-diffusion predictor step of size t_i - t_{i+1}, and from the last point

@@ -1,4 +1,4 @@
-"""Train the score-based teacher (METHOD.md section 4).
+"""Train the score-based teacher (docs/method.md, section 4).
 
     python teacher.py --preset tiny --steps 200          # CPU demo on the bundled audio
     python teacher.py --data /path/to/VoiceBank-DEMAND   # the published setting (reference preset)
@@ -56,7 +56,7 @@ class TrainConfig:
     valid: str = option("", "validation sets, folders 'a,b' each with clean/ and noisy/ (python data.py testset "
                             "writes one); empty: data's valid split or the bundled p287 pairs")
     out: str = option("runs/teacher", "checkpoint.pt and log.jsonl go here")
-    steps: int = option(100_000, "optimizer updates (METHOD.md gives no length)")
+    steps: int = option(100_000, "optimizer updates (docs/method.md gives no length)")
     batch_size: int = option(16, "per process and micro-batch (published 16)")
     grad_accum: int = option(2, "micro-batches per update (published 2)")
     lr: float = option(1e-4, "Adam learning rate")

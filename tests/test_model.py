@@ -137,7 +137,7 @@ def test_preconditioning_coefficients():
     c_skip, c_out, c_in = d.preconditioning(t)
     s_min, s_max, gamma, sd = 0.05, 0.5, 1.5, 0.1
     L = math.log(s_max / s_min)
-    for i, ti in enumerate(t.tolist()):  # METHOD.md 2 and 3, written out by hand
+    for i, ti in enumerate(t.tolist()):  # docs/method.md, sections 2 and 3, written out by hand
         sigma = math.sqrt(s_min ** 2 * ((s_max / s_min) ** (2 * ti) - math.exp(-2 * gamma * ti)) * L / (gamma + L))
         assert c_skip[i].item() == pytest.approx(sd ** 2 / (sigma ** 2 + sd ** 2), rel=1e-5)
         assert c_out[i].item() == pytest.approx(sigma * sd / math.sqrt(sigma ** 2 + sd ** 2), rel=1e-5)
