@@ -153,8 +153,9 @@ def page_html(columns, scores, summaries, folders, shown, rule, notes):
                         for m, s in summary.items())
         lines.append(f'<tr data-version="{e(name)}"><th><a href="{link(name, "scores", "csv")}">{e(name)}</a></th>'
                      f"<td>{len(scores[name])}</td>{cells}</tr>")
-    lines += ["</table>", "<p>Mean &plusmn; standard deviation over the files (SI-SDR, SI-SIR and SI-SAR in dB); "
-              "each version's name links its <code>scores.csv</code>.</p>",
+    lines += ["</table>", "<p>Mean &plusmn; standard deviation over the files"
+              + " (SI-SDR, SI-SIR and SI-SAR in dB)" * referenced + "; each version's name links its "
+              "<code>scores.csv</code>.</p>",
               f"<p><b>Scores.</b> {e(scoring)}</p>", f"<p><b>Rows.</b> {e(rule)}</p>",
               f"<p><b>Spectrograms.</b> STFT 510/128 magnitude, 0 to 8 kHz from bottom to top; one colour scale per "
               f"row, from {DYNAMIC_RANGE} dB below the loudest bin of the row (black) to that bin (light yellow). "
