@@ -1,9 +1,10 @@
 """The paper's metrics, folder scoring and paired comparison (docs/method.md, section 7).
 
     python evaluate.py --clean CLEAN --enhanced ENHANCED --noisy NOISY   # per-file CSV, JSON and markdown summary
-    python evaluate.py --enhanced ENHANCED --dnsmos                       # no reference: DNSMOS (needs speechmos)
+    python evaluate.py --enhanced ENHANCED --dnsmos       # no reference: DNSMOS (pip install -r requirements-dnsmos.txt)
     python evaluate.py --clean C --enhanced E --noisy N --plot p287_001   # and a PNG spectrogram (needs matplotlib)
     python evaluate.py --clean C --noisy N --enhanced T S --names teacher student --out OUT --page   # listening page
+    python evaluate.py --noisy N --enhanced T S --names teacher student --out OUT --page --dnsmos   # no clean files
     python evaluate.py --compare scores/rosecd scores/teacher   # paired differences of two scored folders
 
 The metric functions take 16 kHz float numpy arrays of equal length, the reference first.
@@ -110,19 +111,25 @@ def composite(reference, estimate):
 
 
 def dnsmos(estimate):
-    """DNSMOS P.835 SIG, BAK, OVRL (1 to 5) of a recording, no reference needed (speechmos)."""
+    """DNSMOS P.835 SIG, BAK, OVRL (1 to 5) of a 16 kHz recording, no reference needed (Reddy et al., ICASSP
+    2022): Microsoft's ONNX models as shipped inside the speechmos package, averaged over 9.01-s windows one
+    second apart (a shorter recording is repeated to 9.01 s). A recording above full scale is scaled down to fit
+    first, as the listening page plays it (speechmos refuses it)."""
     from speechmos import dnsmos as model
-    r = model.run(np.asarray(estimate, np.float32), sr=SAMPLE_RATE)
+    x = np.asarray(estimate, np.float32)
+    peak = float(np.abs(x).max())
+    r = model.run(x / peak if peak > 1 else x, sr=SAMPLE_RATE)
     return {"dnsmos_sig": float(r["sig_mos"]), "dnsmos_bak": float(r["bak_mos"]), "dnsmos_ovrl": float(r["ovrl_mos"])}
 
 
-def require(module, package, option):
-    """Stop before any work, with the install line, when an optional package is missing."""
+def require(module, package, option, install=""):
+    """Stop before any work, with the install line (pip install INSTALL, or the package), when an optional
+    package, or one it imports, is missing."""
     try:
         importlib.import_module(module)
-    except ImportError:
-        raise DataError(f"{option} needs the optional package {package}, which is not installed "
-                        f"(pip install {package})") from None
+    except ImportError as e:
+        raise DataError(f"{option} needs the optional package {package}, which is not installed or incomplete "
+                        f"({e}): pip install {install or package}") from None
 
 
 # ----------------------------------------------------------------------------- folders
@@ -173,11 +180,11 @@ def load_matched(paths, max_length_diff=MAX_LENGTH_DIFF):
     return {role: w[:n] for role, w in wavs.items()}
 
 
-def check_request(clean, noisy, use_dnsmos):
+def check_request(clean, noisy, use_dnsmos, page=False):
     if not clean and not use_dnsmos:
         raise DataError("--clean is required (without a clean reference only --dnsmos can score)")
-    if noisy and not clean:
-        raise DataError("--noisy needs --clean (the noise is noisy - clean)")
+    if noisy and not clean and not page:
+        raise DataError("--noisy needs --clean (the noise is noisy - clean), or --page (the page's noisy column)")
 
 
 def score_folders(enhanced, clean=None, noisy=None, pesq_mode="wb", sir_sar="sgmse", use_composite=False,
@@ -211,21 +218,24 @@ def score_folders(enhanced, clean=None, noisy=None, pesq_mode="wb", sir_sar="sgm
 
 
 def summarise(rows):
-    """{metric: {mean, std, n}} over the files where the metric is finite (PESQ may be NaN);
-    std is the population standard deviation (numpy's default, ddof = 0)."""
+    """{metric: {mean, std, sem, n}} over the files where the metric is finite (PESQ may be NaN);
+    std is the population standard deviation (numpy's default, ddof = 0), sem the standard error of
+    the mean, std (ddof = 1) / sqrt(n)."""
     summary = {}
     for key in rows[0]:
         if key != "file":
             v = np.array([r[key] for r in rows], np.float64)
             v = v[np.isfinite(v)]
             summary[key] = {"mean": float(v.mean()) if v.size else float("nan"),
-                            "std": float(v.std()) if v.size else float("nan"), "n": int(v.size)}
+                            "std": float(v.std()) if v.size else float("nan"),
+                            "sem": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan"),
+                            "n": int(v.size)}
     return summary
 
 
 def markdown_table(summary):
-    lines = ["| metric | mean | std | files |", "|---|---|---|---|"]
-    lines += [f"| {k} | {s['mean']:.3f} | {s['std']:.3f} | {s['n']} |" for k, s in summary.items()]
+    lines = ["| metric | mean | std | standard error | files |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {s['mean']:.3f} | {s['std']:.3f} | {s['sem']:.3f} | {s['n']} |" for k, s in summary.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -294,7 +304,8 @@ def make_parser():
     g.add_argument("--enhanced", nargs="+", default=[], metavar="DIR",
                    help="folder of enhanced files to score (subfolders too); several: one results folder OUT/NAME each")
     g.add_argument("--noisy", default="", metavar="DIR",
-                   help="folder of noisy inputs: adds SI-SIR and SI-SAR (noise = noisy - clean)")
+                   help="folder of noisy inputs: adds SI-SIR and SI-SAR (noise = noisy - clean); with --page, the "
+                   "page's first column (scored too, into OUT/noisy), with or without --clean")
     g.add_argument("--out", default="", metavar="DIR", help="results folder (scores.csv, scores.json, scores.md, PNGs); "
                    "empty: the --enhanced folder; required with several --enhanced folders or --page")
     g.add_argument("--overwrite", action="store_true", help="replace earlier result files in --out")
@@ -316,7 +327,8 @@ def make_parser():
     g.add_argument("--page", action="store_true",
                    help="also write OUT/index.html: per file, a player, a spectrogram and the scores of the noisy "
                    "input (scored too, into OUT/noisy), of each --enhanced folder and of the clean reference; audio "
-                   "and PNGs in OUT/NAME/, linked by relative paths")
+                   "and PNGs in OUT/NAME/, linked by relative paths. Without --clean (real recordings): no clean "
+                   "column, and DNSMOS (--dnsmos) in place of the reference scores")
     g.add_argument("--page-rows", type=int, default=0, metavar="N",
                    help="files on the page: the N/2 with the lowest and the N/2 with the highest --page-sort of the "
                    "first --enhanced folder; 0: every file")
@@ -372,11 +384,11 @@ def run_scoring(a):
     Returns (rows, summary, skipped) for one --enhanced folder without --page, else {name: that triple}."""
     single = len(a.enhanced) == 1 and not a.page
     folders, outs = plan_versions(a)
-    check_request(a.clean, a.noisy, a.dnsmos)
+    check_request(a.clean, a.noisy, a.dnsmos, a.page)
     if a.composite:
         require("pysepm", "pysepm-evo", "--composite")
     if a.dnsmos:
-        require("speechmos", "speechmos", "--dnsmos")
+        require("speechmos.dnsmos", "speechmos", "--dnsmos", f"-r {Path(__file__).parent / 'requirements-dnsmos.txt'}")
     if a.plot and not single:
         raise DataError("--plot draws the files of one --enhanced folder (--page shows a spectrogram of each file)")
     if a.plot:
@@ -397,8 +409,8 @@ def run_scoring(a):
     for name, folder in folders.items():
         if not single:
             print(f"scoring {name}: {folder}", flush=True)
-        scored[name] = score_folders(folder, a.clean, a.noisy, a.pesq_mode, a.sir_sar, a.composite, a.dnsmos,
-                                     a.max_length_diff)
+        scored[name] = score_folders(folder, a.clean, a.noisy if a.clean else "", a.pesq_mode, a.sir_sar,
+                                     a.composite, a.dnsmos, a.max_length_diff)  # no clean: noisy is a column only
     first = next(iter(folders))  # the first --enhanced folder: --page-rows picks files by its scores
     metrics = [k for k in scored[first][0][0] if k != "file"]
     if a.page_rows and a.page_sort not in metrics:
@@ -407,7 +419,7 @@ def run_scoring(a):
     for name, (rows, skipped) in scored.items():
         summary = summarise(rows)
         meta = {"clean": a.clean, "enhanced": folders[name], "noisy": a.noisy, "pesq_mode": a.pesq_mode,
-                "sir_sar": a.sir_sar if a.noisy else None}
+                "sir_sar": a.sir_sar if a.noisy and a.clean else None}
         write_results(outs[name], rows, summary, skipped, meta)
         print(("" if single else f"{name}\n") + markdown_table(summary), end="")
         print(f"{len(rows)} files scored, {len(skipped)} skipped; results in {outs[name]}/")

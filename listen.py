@@ -8,6 +8,11 @@ scale per row) and its scores, the numbers of OUT/NAME/scores.csv. The audio (16
 16 kHz) and the pictures (PNG) lie beside the page as OUT/NAME/FILE.wav and OUT/NAME/FILE.png, linked
 by relative paths, so the folder opens from the file system and can be zipped or served as it is.
 No JavaScript and no network. The PNGs are written with zlib, so no imaging package is needed.
+
+Real recordings have no clean reference: then the page has no clean column, shows each file's DNSMOS SIG, BAK
+and OVRL where PESQ, ESTOI and SI-SDR would be, and says so on top.
+
+    python evaluate.py --noisy N --enhanced T S --names teacher student --out OUT --page --dnsmos
 """
 import html
 import io
@@ -25,6 +30,7 @@ from data import HOP, N_FFT, SAMPLE_RATE, load_audio
 
 DYNAMIC_RANGE = 80  # dB: a row's colour scale runs from this far below its loudest bin up to it
 CELL_METRICS = ("pesq", "pesq_nb", "estoi", "si_sdr", "dnsmos_ovrl")  # the scores under each player, where present
+NO_REFERENCE_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")  # in their place where no row has a clean reference
 LABELS = {"pesq": "PESQ", "pesq_nb": "PESQ-NB", "estoi": "ESTOI", "si_sdr": "SI-SDR", "si_sir": "SI-SIR",
           "si_sar": "SI-SAR", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL", "dnsmos_sig": "DNSMOS SIG",
           "dnsmos_bak": "DNSMOS BAK", "dnsmos_ovrl": "DNSMOS OVRL"}
@@ -110,12 +116,12 @@ def fmt(metric, value):
     return f"{value:.2f}" if metric.startswith("si_") else f"{value:.3f}"
 
 
-def cell_scores(row):
+def cell_scores(row, metrics=CELL_METRICS):
     """The scores under a player, from a row of score_folders; the clean reference (None) has none."""
     if row is None:
         return "reference"
     return " &middot; ".join(f'<span class="score">{LABELS[m]} <span data-metric="{m}">{fmt(m, row[m])}</span>'
-                             + " dB" * m.startswith("si_") + "</span>" for m in CELL_METRICS if m in row)
+                             + " dB" * m.startswith("si_") + "</span>" for m in metrics if m in row)
 
 
 def link(version, file, ext):
@@ -129,6 +135,14 @@ def page_html(columns, scores, summaries, folders, shown, rule, notes):
     its scores and its note from notes {(column, file): text}, if any."""
     e = html.escape
     metrics = list(next(iter(summaries.values())))
+    referenced = "pesq" in metrics or "pesq_nb" in metrics  # scored against a clean reference
+    if referenced:
+        scoring = "Each file is scored against its clean reference (the last column)."
+    else:
+        scoring = ("No clean reference: these recordings are scored by DNSMOS P.835 alone (SIG: the speech, BAK: "
+                   "the background noise, OVRL: overall; 1 to 5, higher is better): networks that predict "
+                   "listeners' ratings from the recording alone. They estimate; nothing is compared with clean "
+                   "speech, so listen too.")
     lines = ["<!doctype html>", '<html lang="en">', '<head><meta charset="utf-8"><title>Listening page</title>',
              f"<style>\n{STYLE}\n</style></head>", "<body>", "<h1>Listening page</h1>", "<ul>"]
     lines += [f"<li>{e(name)}: <code>{e(str(folder))}</code></li>" for name, folder in folders.items()]
@@ -139,9 +153,10 @@ def page_html(columns, scores, summaries, folders, shown, rule, notes):
                         for m, s in summary.items())
         lines.append(f'<tr data-version="{e(name)}"><th><a href="{link(name, "scores", "csv")}">{e(name)}</a></th>'
                      f"<td>{len(scores[name])}</td>{cells}</tr>")
-    lines += ["</table>", "<p>Mean &plusmn; standard deviation over the files (SI-SDR, SI-SIR and SI-SAR in dB); "
-              "each version's name links its <code>scores.csv</code>.</p>",
-              f"<p><b>Rows.</b> {e(rule)}</p>",
+    lines += ["</table>", "<p>Mean &plusmn; standard deviation over the files"
+              + " (SI-SDR, SI-SIR and SI-SAR in dB)" * referenced + "; each version's name links its "
+              "<code>scores.csv</code>.</p>",
+              f"<p><b>Scores.</b> {e(scoring)}</p>", f"<p><b>Rows.</b> {e(rule)}</p>",
               f"<p><b>Spectrograms.</b> STFT 510/128 magnitude, 0 to 8 kHz from bottom to top; one colour scale per "
               f"row, from {DYNAMIC_RANGE} dB below the loudest bin of the row (black) to that bin (light yellow). "
               "They show each file at the level it was scored at.</p>",
@@ -155,7 +170,7 @@ def page_html(columns, scores, summaries, folders, shown, rule, notes):
             continue
         lines.append(f'<tr data-file="{e(file)}"><th class="file">{e(file)}</th>')
         for name in columns:
-            text = cell_scores(scores.get(name, {}).get(file))
+            text = cell_scores(scores.get(name, {}).get(file), CELL_METRICS if referenced else NO_REFERENCE_METRICS)
             text += f'<div class="note">{e(notes[name, file])}</div>' if (name, file) in notes else ""
             lines.append(f'<td data-version="{e(name)}"><audio controls preload="metadata" '
                          f'src="{link(name, file, "wav")}"></audio><img src="{link(name, file, "png")}" '
@@ -168,7 +183,7 @@ def page_html(columns, scores, summaries, folders, shown, rule, notes):
 def write_page(out, columns, rows, summaries, folders, sort_version, sort_metric="pesq", count=0):
     """Write out/index.html and, for every shown file and column, out/NAME/FILE.wav and out/NAME/FILE.png.
 
-    columns: {name: {file: path}} in the page's order (noisy, enhanced versions, clean); rows: {name: rows
+    columns: {name: {file: path}} in the page's order (noisy, enhanced versions, clean if any); rows: {name: rows
     of score_folders} of the scored columns; summaries: {name: summary} (the mean table); folders:
     {name: folder}, listed on top. Shows the files that every scored column scored, count of them picked
     by sort_metric of sort_version where count > 0 (pick_files). Returns the number of files shown."""

@@ -119,9 +119,11 @@ def test_both_decompositions_agree_when_speech_and_noise_are_orthogonal():
 def test_summary_skips_nan_pesq_and_reports_the_count():
     rows = [{"file": "a", "pesq": float("nan"), "si_sdr": 3.0}, {"file": "b", "pesq": 2.0, "si_sdr": 5.0}]
     summary = evaluate.summarise(rows)
-    assert summary["pesq"] == {"mean": 2.0, "std": 0.0, "n": 1}
-    assert summary["si_sdr"] == {"mean": 4.0, "std": 1.0, "n": 2}
-    assert evaluate.markdown_table(summary).splitlines()[2] == "| pesq | 2.000 | 0.000 | 1 |"
+    assert summary["pesq"]["mean"] == 2.0 and summary["pesq"]["std"] == 0.0 and summary["pesq"]["n"] == 1
+    assert np.isnan(summary["pesq"]["sem"])  # one file: no standard error
+    assert summary["si_sdr"] == {"mean": 4.0, "std": 1.0, "sem": 1.0, "n": 2}  # sem = std (ddof 1) / sqrt(n)
+    assert evaluate.markdown_table(summary).splitlines()[2] == "| pesq | 2.000 | 0.000 | nan | 1 |"
+    assert evaluate.markdown_table(summary).splitlines()[3] == "| si_sdr | 4.000 | 1.000 | 1.000 | 2 |"
 
 
 # ----------------------------------------------------------------------------- matching and bad input
@@ -210,14 +212,19 @@ def test_a_missing_optional_package_is_named_before_any_work(tmp_path, option, m
     assert not list(tmp_path.iterdir())
 
 
+def stand_in_dnsmos(monkeypatch, run):
+    """speechmos replaced by a module whose dnsmos.run(x, sr) is run, installed or not."""
+    speechmos, model = types.ModuleType("speechmos"), types.ModuleType("speechmos.dnsmos")
+    model.run, speechmos.dnsmos = run, model
+    monkeypatch.setitem(sys.modules, "speechmos", speechmos)
+    monkeypatch.setitem(sys.modules, "speechmos.dnsmos", model)
+
+
 def test_composite_and_dnsmos_columns_with_stand_in_packages(tmp_path, monkeypatch):
     pysepm = types.ModuleType("pysepm")
     pysepm.composite = lambda ref, est, fs: (3.5, 2.5, 3.0) if fs == 16000 and len(ref) == len(est) else None
-    speechmos = types.ModuleType("speechmos")
-    speechmos.dnsmos = types.SimpleNamespace(run=lambda x, sr: {"sig_mos": 3.1, "bak_mos": 3.9, "ovrl_mos": 2.7,
-                                                                  "p808_mos": 3.3})
     monkeypatch.setitem(sys.modules, "pysepm", pysepm)
-    monkeypatch.setitem(sys.modules, "speechmos", speechmos)
+    stand_in_dnsmos(monkeypatch, lambda x, sr: {"sig_mos": 3.1, "bak_mos": 3.9, "ovrl_mos": 2.7, "p808_mos": 3.3})
     assert run_main("--clean", CLEAN, "--enhanced", NOISY, "--out", tmp_path / "ref", "--composite", "--dnsmos") is None
     row = read_csv(tmp_path / "ref" / "scores.csv")["p287_003"]
     assert {k: row[k] for k in ("csig", "cbak", "covl", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")} == \
@@ -226,6 +233,27 @@ def test_composite_and_dnsmos_columns_with_stand_in_packages(tmp_path, monkeypat
     assert run_main("--enhanced", NOISY, "--out", tmp_path / "noref", "--dnsmos") is None
     rows = read_csv(tmp_path / "noref" / "scores.csv")
     assert len(rows) == 6 and set(rows["p287_001"]) == {"dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"}
+
+
+def test_dnsmos_scores_real_recordings_with_the_models_inside_speechmos(tmp_path):
+    """The real DNSMOS where its optional packages are installed (pip install -r requirements-dnsmos.txt; CI
+    does): clean speech gets a far better background and overall score than the same speech in real noise."""
+    try:
+        evaluate.require("speechmos.dnsmos", "speechmos", "--dnsmos", "-r requirements-dnsmos.txt")
+    except evaluate.DataError as e:
+        pytest.skip(f"DNSMOS was not run: {e}")
+    clean, noisy = load_audio(CLEAN / "p287_004.wav"), load_audio(NOISY / "p287_004.wav")  # noisy: 4.9 s at -0.8 dB
+    s_clean, s_noisy = evaluate.dnsmos(clean), evaluate.dnsmos(noisy)
+    assert all(1 <= v <= 5 for v in (*s_clean.values(), *s_noisy.values())), (s_clean, s_noisy)
+    assert s_clean["dnsmos_bak"] > s_noisy["dnsmos_bak"] + 1 and s_clean["dnsmos_ovrl"] > s_noisy["dnsmos_ovrl"] + 1
+    # a recording above full scale is scored as scaled down to fit (speechmos itself refuses it)
+    loud = noisy / np.abs(noisy).max()
+    assert evaluate.dnsmos(2 * loud) == evaluate.dnsmos(loud)
+    # the command line, without a clean reference: the same numbers in the CSV
+    (tmp_path / "rec").mkdir()
+    sf.write(tmp_path / "rec" / "p287_004.wav", noisy, 16000, subtype="FLOAT")
+    assert run_main("--enhanced", tmp_path / "rec", "--dnsmos", "--out", tmp_path / "out") is None
+    assert read_csv(tmp_path / "out" / "scores.csv") == {"p287_004": s_noisy}
 
 
 # ----------------------------------------------------------------------------- pictures

@@ -14,7 +14,7 @@ import soundfile as sf
 
 import listen
 from data import DEMO, load_audio
-from test_evaluate import read_csv, run_main
+from test_evaluate import read_csv, run_main, stand_in_dnsmos
 
 CLEAN, NOISY = DEMO / "vbdmd" / "clean", DEMO / "vbdmd" / "noisy"
 FILES = {"a": "p287_001", "sub/b c": "p287_002", "d": "p287_003"}  # a subfolder and a space: links must be quoted
@@ -134,6 +134,56 @@ def test_audio_above_full_scale_is_scaled_down_not_clipped():
     np.testing.assert_allclose(back, wav / peak, atol=1 / 32768)
     data, gain_db = listen.wav_bytes(wav / 4)  # within full scale: copied at its level
     assert gain_db == 0 and np.abs(sf.read(io.BytesIO(data))[0] - wav / 4).max() <= 1 / 32768
+
+
+def test_a_page_of_recordings_without_clean_files_shows_their_dnsmos(tmp_path, monkeypatch):
+    """Two short real recordings without a clean reference, and two versions of them, one above full scale: no
+    clean column, every link resolves, each cell holds the DNSMOS SIG, BAK and OVRL of its CSV, and the page says
+    why. DNSMOS is a stand-in computed from the waveform it is given (the real one: tests/test_evaluate.py)."""
+    stand_in_dnsmos(monkeypatch, lambda x, sr: {"sig_mos": 1 + 4 * float(np.abs(x).max()),
+                                                "bak_mos": 1 + 40 * float(np.sqrt(np.mean(x ** 2))),
+                                                "ovrl_mos": 1 + len(x) / sr, "p808_mos": 0.0})
+    recordings = {"rec one": "p287_001", "rec2": "p287_004"}
+    for name, source in recordings.items():
+        noisy = load_audio(NOISY / f"{source}.wav")[:32000]
+        for folder, wav in (("noisy", noisy), ("teacher", 3 * noisy), ("student", 0.5 * noisy)):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            sf.write(tmp_path / folder / f"{name}.wav", wav, 16000, subtype="FLOAT")
+    args = ["--noisy", tmp_path / "noisy", "--enhanced", tmp_path / "teacher", tmp_path / "student"]
+    out = tmp_path / "page"
+    assert "only --dnsmos can score" in run_main(*args, "--out", out, "--page")
+    assert "--noisy needs --clean" in run_main(*args[:2], "--enhanced", tmp_path / "student", "--dnsmos")
+    assert not out.exists()
+    assert run_main(*args, "--out", out, "--page", "--dnsmos") is None
+    text = (out / "index.html").read_text()
+    page = Page(text)
+    columns = ["noisy", "teacher", "student"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html"] + sorted(columns)  # no clean column
+    audio = [link for link in page.links if link.endswith(".wav")]
+    assert sorted(audio) == sorted(f"{c}/{f.replace(' ', '%20')}.wav" for c in columns for f in recordings)
+    assert len([link for link in page.links if link.endswith(".png")]) == len(audio)
+    assert {link for link in page.links if link.endswith(".csv")} == {f"{c}/scores.csv" for c in columns}
+    for link in page.links:
+        assert (out / unquote(link)).is_file(), link
+    metrics = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+    for version in columns:
+        rows = read_csv(out / version / "scores.csv")
+        assert sorted(rows) == sorted(recordings)
+        for file in recordings:
+            assert set(rows[file]) == set(metrics)
+            for metric in metrics:
+                assert printed(page.numbers[version, file, metric], rows[file][metric]), (version, file, metric)
+        for metric, s in json.loads((out / version / "scores.json").read_text())["metrics"].items():
+            mean, std = page.numbers[version, "mean", metric].split(" ± ")
+            assert printed(mean, s["mean"]) and printed(std, s["std"]), (version, metric)
+    noisy, teacher, student = (read_csv(out / c / "scores.csv")["rec2"] for c in columns)
+    peak = float(np.abs(load_audio(tmp_path / "noisy" / "rec2.wav")).max())
+    assert noisy["dnsmos_sig"] == pytest.approx(1 + 4 * peak) and noisy["dnsmos_ovrl"] == pytest.approx(3.0)
+    assert student["dnsmos_bak"] == pytest.approx(1 + 0.5 * (noisy["dnsmos_bak"] - 1))
+    assert teacher["dnsmos_sig"] == pytest.approx(5.0)  # above full scale: scored as played, scaled down to fit
+    assert text.count("audio scaled by") == len(recordings)
+    assert "No clean reference: these recordings are scored by DNSMOS P.835 alone" in text
+    assert 'data-metric="pesq"' not in text and "reference" not in text.split('<table class="files">')[1]
 
 
 def test_page_rows_shows_the_lowest_and_the_highest_and_says_so(tmp_path):
