@@ -4,7 +4,7 @@
     python teacher.py --data /path/to/VoiceBank-DEMAND   # the published setting (reference preset)
     torchrun --nproc_per_node=2 teacher.py ...           # several GPUs (or CPU processes) with DDP
     python teacher.py export runs/teacher/checkpoint.pt teacher.pt   # EMA weights only, float16
-    python teacher.py pack runs/teacher/checkpoint.pt state/         # resumable, in parts < 16 MiB
+    python teacher.py pack runs/teacher/checkpoint.pt state/ [MIB]   # resumable, in parts < 16 MiB (or MIB)
     python teacher.py unpack state/ runs/teacher/checkpoint.pt       # ... joined again: --resume goes on
 
 The loss: t ~ U(t_eps, 1), x_t = mu(t) + sigma(t) z, and a weighted squared error between the
@@ -346,10 +346,13 @@ def main(argv=None):
             if len(argv) != 3:
                 raise DataError("usage: python teacher.py export CHECKPOINT OUTPUT.pt")
             return export_checkpoint(argv[1], argv[2])
-        if argv[:1] == ["pack"]:  # python teacher.py pack CHECKPOINT FOLDER: resumable, in parts < 16 MiB
-            if len(argv) != 3:
-                raise DataError("usage: python teacher.py pack CHECKPOINT FOLDER")
-            manifest = pack_checkpoint(argv[1], argv[2])
+        if argv[:1] == ["pack"]:  # python teacher.py pack CHECKPOINT FOLDER [MIB]: resumable, in parts < 16 MiB
+            if len(argv) not in (3, 4) or (len(argv) == 4 and not argv[3].replace(".", "", 1).isdigit()):
+                raise DataError("usage: python teacher.py pack CHECKPOINT FOLDER [PART_MIB, default 16]")
+            part_mib = float(argv[3]) if len(argv) == 4 else 16
+            if not 0.01 <= part_mib <= 16:
+                raise DataError(f"part size {part_mib:g} MiB: choose 0.01 to 16")
+            manifest = pack_checkpoint(argv[1], argv[2], int(part_mib * 2 ** 20) - 2 ** 16 * (part_mib == 16))
             print(f"{argv[2]}: {len(manifest['parts'])} parts, {manifest['bytes'] / 2 ** 20:.1f} MiB, "
                   f"{manifest['kind']} at update {manifest['step']}")
             return manifest

@@ -208,6 +208,10 @@ def test_packed_state_refuses_damaged_parts_and_never_overwrites(tmp_path):
     with pytest.raises(SystemExit, match="state.001: missing"):
         teacher.main(["unpack", str(tmp_path / "parts"), str(tmp_path / "new.pt")])
     assert not (tmp_path / "new.pt").exists()
+    teacher.main(["pack", str(ckpt), str(tmp_path / "small-parts"), "0.25"])  # the part size in MiB
+    assert max(p.stat().st_size for p in (tmp_path / "small-parts").glob("state.*")) <= 2 ** 18
+    with pytest.raises(SystemExit, match="choose 0.01 to 16"):
+        teacher.main(["pack", str(ckpt), str(tmp_path / "more-parts"), "17"])
     teacher.main(["export", str(ckpt), str(tmp_path / "slim.pt")])
     with pytest.raises(SystemExit, match="nothing to resume"):
         teacher.main(["pack", str(tmp_path / "slim.pt"), str(tmp_path / "other")])
