@@ -190,11 +190,23 @@ def read_log(path):
         raise DataError(f"{path}: not a readable training log ({str(e).splitlines()[0][:200]})")
 
 
-def plot_curves(logs, png, smooth=SMOOTH):
+def run_name(path):
+    """A log's run name: its folder's for a run's own log.jsonl, else the file's (results/.../teacher-medium.jsonl)."""
+    return Path(path).parent.name if Path(path).name == "log.jsonl" else Path(path).stem
+
+
+def validation_sets(entry, metric):
+    """{set name: key} of a validation entry's metric: "" for a single set (pesq, student_pesq), else each
+    set's NAME/pesq (teacher.py and distill.py with several --valid folders)."""
+    return {key.rpartition("/")[0]: key for key in entry if key.rpartition("/")[2] == metric}
+
+
+def plot_curves(logs, png, smooth=SMOOTH, x="update"):
     """Training curves of teacher.py / distill.py runs (their log.jsonl files) in one PNG: a column
     per kind (teacher, student), rows: training loss (moving mean over `smooth` log entries), and
-    the validation PESQ and SI-SDR of the EMA weights (a student's one step, dashed: its teacher).
-    Returns {kind: [run names]}, the columns left to right."""
+    the validation PESQ and SI-SDR of the EMA weights (a student's one step, dashed: its teacher), one
+    line per validation set. x: "update", or "gpu-minutes" (summed over every allocation of a resumed
+    run; a log appended across allocations is one curve). Returns {kind: [run names]}, left to right."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -209,31 +221,35 @@ def plot_curves(logs, png, smooth=SMOOTH):
     for col, (kind, paths) in enumerate(runs.items()):
         loss_key, prefix = ("loss", "") if kind == "teacher" else ("consistency", "student_")
         for path, entries in paths:
-            name = Path(path).parent.name
+            name = run_name(path)
+            at = (lambda e: e["step"]) if x == "update" else (lambda e: e["gpu_minutes"])
             try:
                 train = [e for e in entries if e.get("event") == "train" and loss_key in e]
                 valid = [e for e in entries if e.get("event") == "valid"]
                 if train:
                     values = np.convolve([e[loss_key] for e in train], np.ones(smooth) / smooth, mode="valid") \
                         if len(train) >= smooth else [e[loss_key] for e in train]
-                    axes[0][col].plot([e["step"] for e in train][len(train) - len(values):], values, label=name)
+                    axes[0][col].plot([at(e) for e in train][len(train) - len(values):], values, label=name)
                 for row, metric in ((1, "pesq"), (2, "si_sdr")):
-                    line = axes[row][col].plot([e["step"] for e in valid], [e[prefix + metric] for e in valid],
-                                               "o-", label=name)
-                    if kind == "student" and valid:
-                        axes[row][col].axhline(valid[0][f"teacher_{metric}"], ls="--", color=line[0].get_color())
+                    sets = validation_sets(valid[0], prefix + metric) if valid else {"": prefix + metric}
+                    for set_name, key in sets.items():
+                        line = axes[row][col].plot([at(e) for e in valid], [e[key] for e in valid], "o-",
+                                                   label=f"{name} {set_name}".strip())
+                        if kind == "student" and valid:
+                            teacher_key = key.replace(prefix + metric, f"teacher_{metric}")
+                            axes[row][col].axhline(valid[0][teacher_key], ls="--", color=line[0].get_color())
             except (KeyError, TypeError, ValueError) as e:
                 plt.close(fig)
                 what = f"an entry without {e}" if isinstance(e, KeyError) else str(e).splitlines()[0][:200]
                 raise DataError(f"{path}: not a log of teacher.py or distill.py ({what})") from None
         axes[0][col].set(title=f"{kind}: training loss ({loss_key})", yscale="log")
         axes[1][col].set(title="validation PESQ" + (" (one step; dashed: teacher)" if kind == "student" else ""))
-        axes[2][col].set(title="validation SI-SDR [dB]", xlabel="update")
+        axes[2][col].set(title="validation SI-SDR [dB]", xlabel="update" if x == "update" else "GPU-minutes")
         for row in range(3):
             axes[row][col].legend(fontsize=8)
             axes[row][col].grid(alpha=0.3)
     save_png(fig, png, dpi=90)
-    return {kind: [Path(path).parent.name for path, _ in paths] for kind, paths in runs.items()}
+    return {kind: [run_name(path) for path, _ in paths] for kind, paths in runs.items()}
 
 
 # ----------------------------------------------------------------------------- evaluate.py --plot
@@ -277,7 +293,7 @@ def read_pair(noisy, clean, max_seconds):
 
 
 def make_figure(figure, noisy=str(NOISY), clean=None, teacher=str(TEACHER), student=str(STUDENT), out=None, seed=0,
-           device="cpu", max_seconds=None, num_frames=256, logs=(), smooth=SMOOTH):
+           device="cpu", max_seconds=None, num_frames=256, logs=(), smooth=SMOOTH, x="update"):
     """The command line's work: draw `figure` into `out` (default docs/FIGURE.png; for curves training_curves.png in
     the current folder). Returns the panel titles, for curves {kind: [run names]}."""
     if figure not in FIGURES:
@@ -295,7 +311,7 @@ def make_figure(figure, noisy=str(NOISY), clean=None, teacher=str(TEACHER), stud
         if smooth < 1:
             raise DataError(f"--smooth {smooth}: must be at least 1")
         require("matplotlib", "matplotlib", "figures.py")
-        return plot_curves(logs, out, smooth)
+        return plot_curves(logs, out, smooth, x)
     if max_seconds is not None and not max_seconds > 0:
         raise DataError(f"--max-seconds {max_seconds}: must be positive")
     if num_frames < 64 or num_frames % 64:
@@ -362,6 +378,9 @@ def make_parser():
                         "2.04 s, the published crop)")
     parser.add_argument("--smooth", metavar="N", type=int, default=SMOOTH,
                         help=f"curves: the training loss is a moving mean over N log entries (default: {SMOOTH})")
+    parser.add_argument("--x", choices=("update", "gpu-minutes"), default="update",
+                        help="curves: the horizontal axis, updates or GPU-minutes summed over every allocation of "
+                        "a run (default: update)")
     return parser
 
 

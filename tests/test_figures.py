@@ -223,6 +223,28 @@ def test_curves_put_teacher_and_student_runs_in_their_own_columns(tmp_path, monk
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_curves_over_gpu_minutes_draw_one_line_per_validation_set(tmp_path, monkeypatch):
+    """A run validated on several sets (teacher.py --valid a,b) across allocations: x is the summed GPU-minutes,
+    one line per set, named by the log file where it is not a run's own log.jsonl."""
+    grids = []
+    stand_in_matplotlib(monkeypatch, lambda rows, cols: grids.append([[mock.MagicMock() for _ in range(cols)]
+                                                                      for _ in range(rows)]) or grids[-1])
+    entries = [{"event": "train", "step": 50 * i, "loss": 9.0 - i, "gpu_minutes": 1.5 * i} for i in (1, 2)] + [
+        {"event": "valid", "step": 100, "gpu_minutes": 3.5, "libri/pesq": 1.7, "libri/si_sdr": 11.0,
+         "p287/pesq": 1.5, "p287/si_sdr": 10.0},
+        {"event": "start", "step": 100},  # the next allocation appended to the same file
+        {"event": "valid", "step": 200, "gpu_minutes": 7.0, "libri/pesq": 1.8, "libri/si_sdr": 11.5,
+         "p287/pesq": 1.6, "p287/si_sdr": 10.5}]
+    (tmp_path / "teacher-medium.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    assert figures.main(["curves", "--logs", str(tmp_path / "teacher-medium.jsonl"), "--x", "gpu-minutes", "--out",
+                         str(tmp_path / "c.png"), "--smooth", "1"]) == {"teacher": ["teacher-medium"]}
+    grid = grids[-1]
+    assert [list(v) for v in grid[0][0].plot.call_args.args[:2]] == [[1.5, 3.0], [8.0, 7.0]]
+    lines = {c.kwargs["label"]: (list(c.args[0]), list(c.args[1])) for c in grid[1][0].plot.call_args_list}
+    assert lines == {"teacher-medium libri": ([3.5, 7.0], [1.7, 1.8]), "teacher-medium p287": ([3.5, 7.0], [1.5, 1.6])}
+    assert grid[2][0].set.call_args.kwargs["xlabel"] == "GPU-minutes"
+
+
 def test_every_option_has_a_meaning_and_a_default():
     parser = figures.make_parser()
     for action in parser._actions:
