@@ -207,3 +207,27 @@ def test_bundled_in_domain_mixtures_are_indomain_pairs_written_to_disk():
         assert np.abs(data.load_audio(path) - noisy).max() <= 1 / 32768 + 1e-6  # 16-bit rounding only
         snr = 10 * np.log10(np.sum(clean ** 2) / np.sum((noisy - clean) ** 2))
         assert -0.01 <= snr <= 10.01  # inside the training range (-5 to 20 dB)
+
+
+def test_testset_command_writes_pairs_from_folders_searched_recursively(tmp_path):
+    """python data.py testset: held-out speech in subfolders (a LibriSpeech-like layout) and noise recordings
+    -> OUT/clean and OUT/noisy, the same names, the same draws for the same seed; an existing OUT is refused."""
+    import shutil
+    for k, path in enumerate(data.list_audio(data.DEMO / "speech_test")[:3]):
+        (tmp_path / "speech" / f"speaker{k % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, tmp_path / "speech" / f"speaker{k % 2}" / path.name)
+    args = ["testset", "--speech", str(tmp_path / "speech"), "--noise", str(data.DEMO / "noise"), "--snr", "0", "5"]
+    data.main(args + ["--out", str(tmp_path / "a")])
+    data.main(args + ["--out", str(tmp_path / "b")])
+    pairs = data.find_pairs(tmp_path / "a", "test")
+    assert len(pairs) == 3 and [c.parent.name for c, _ in pairs] == ["clean"] * 3
+    for clean, noisy in pairs:
+        c, y = data.load_audio(clean), data.load_audio(noisy)
+        assert len(c) == len(y) and 0 < np.abs(y).max() < 1 and not np.allclose(c, y)
+        snr = 10 * np.log10(np.mean(c ** 2) / np.mean((y - c) ** 2))
+        assert -0.5 < snr < 5.5, snr  # within --snr, up to the 16-bit rounding
+        assert np.array_equal(y, data.load_audio(tmp_path / "b" / "noisy" / noisy.name))  # the seed fixes every draw
+    with pytest.raises(SystemExit, match="exists"):
+        data.main(args + ["--out", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="no such folder"):
+        data.main(["testset", "--speech", str(tmp_path / "none"), "--out", str(tmp_path / "c")])
