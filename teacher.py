@@ -36,8 +36,8 @@ import data
 from data import DataError, wav_to_spec
 from enhance import enhance_wav
 from evaluate import score
-from model import (PRESETS, Denoiser, export_checkpoint, load_checkpoint, pack_checkpoint, save_checkpoint,
-                   unpack_checkpoint)
+from model import (PART_BYTES, PRESETS, Denoiser, export_checkpoint, load_checkpoint, pack_checkpoint,
+                   save_checkpoint, unpack_checkpoint)
 from sde import SDE, bcast, randn_like
 from speed import optimise
 
@@ -349,10 +349,10 @@ def main(argv=None):
         if argv[:1] == ["pack"]:  # python teacher.py pack CHECKPOINT FOLDER [MIB]: resumable, in parts < 16 MiB
             if len(argv) not in (3, 4) or (len(argv) == 4 and not argv[3].replace(".", "", 1).isdigit()):
                 raise DataError("usage: python teacher.py pack CHECKPOINT FOLDER [PART_MIB, default 16]")
-            part_mib = float(argv[3]) if len(argv) == 4 else 16
-            if not 0.01 <= part_mib <= 16:
-                raise DataError(f"part size {part_mib:g} MiB: choose 0.01 to 16")
-            manifest = pack_checkpoint(argv[1], argv[2], int(part_mib * 2 ** 20) - 2 ** 16 * (part_mib == 16))
+            if len(argv) == 4 and not 0.01 <= float(argv[3]) <= 16:
+                raise DataError(f"part size {argv[3]} MiB: choose 0.01 to 16")
+            part_bytes = int(float(argv[3]) * 2 ** 20) if len(argv) == 4 else PART_BYTES
+            manifest = pack_checkpoint(argv[1], argv[2], part_bytes)
             print(f"{argv[2]}: {len(manifest['parts'])} parts, {manifest['bytes'] / 2 ** 20:.1f} MiB, "
                   f"{manifest['kind']} at update {manifest['step']}")
             return manifest

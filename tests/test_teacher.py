@@ -210,7 +210,7 @@ def test_packed_state_refuses_damaged_parts_and_never_overwrites(tmp_path):
     assert not (tmp_path / "new.pt").exists()
     teacher.main(["pack", str(ckpt), str(tmp_path / "small-parts"), "0.25"])  # the part size in MiB
     assert max(p.stat().st_size for p in (tmp_path / "small-parts").glob("state.*")) <= 2 ** 18
-    with pytest.raises(SystemExit, match="choose 0.01 to 16"):
+    with pytest.raises(SystemExit, match="17 MiB: choose 0.01 to 16"):
         teacher.main(["pack", str(ckpt), str(tmp_path / "more-parts"), "17"])
     teacher.main(["export", str(ckpt), str(tmp_path / "slim.pt")])
     with pytest.raises(SystemExit, match="nothing to resume"):
