@@ -27,7 +27,7 @@ from evaluate import score
 from model import Denoiser, load_model
 from sde import bcast, heun_step, randn_like, time_grid
 from speed import optimise
-from teacher import TrainConfig, fit, option, parse_config, set_determinism, setup_distributed, validate
+from teacher import TrainConfig, fit, option, parse_config, preflight, set_determinism, setup_distributed, validate
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
@@ -184,9 +184,11 @@ def distill(cfg):
     if crop_samples(cfg.num_frames) < 1024:
         raise DataError("--num-frames must be at least 9 for the 1024-point STFT of the auxiliary loss")
     pesq_loss = pesq_loss_fn(cfg.pesq_weight)
+    teacher, sde = load_teacher(cfg.teacher, "cpu")  # a wrong file fails here, before the audio is loaded
+    resume = preflight(cfg, "student")
     rank, world, device = setup_distributed(cfg.device)
     set_determinism(cfg)
-    teacher, sde = load_teacher(cfg.teacher, device)
+    teacher.to(device)
     sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 and cfg.valid_files else {}
 
     # student and target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)
@@ -201,7 +203,8 @@ def distill(cfg):
                                      generator, pesq_loss)
         return loss, parts
 
-    return fit(cfg, "student", student, loss_fn, validator(teacher, sde, sets, cfg), sde, rank, world, device)
+    return fit(cfg, "student", student, loss_fn, validator(teacher, sde, sets, cfg), sde, rank, world, device,
+               resume)
 
 
 def main(argv=None):

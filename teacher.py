@@ -5,14 +5,15 @@
     torchrun --nproc_per_node=2 teacher.py ...           # several GPUs (or CPU processes) with DDP
     python teacher.py export runs/teacher/checkpoint.pt teacher.pt   # EMA weights only, float16
     python teacher.py pack runs/teacher/checkpoint.pt state/ [MIB]   # resumable, in parts < 16 MiB (or MIB)
-    python teacher.py unpack state/ runs/teacher/checkpoint.pt       # ... joined again: --resume goes on
+    python teacher.py unpack state/ runs/teacher/checkpoint.pt       # ... joined again: the same command goes on
 
 The loss: t ~ U(t_eps, 1), x_t = mu(t) + sigma(t) z, and a weighted squared error between the
 preconditioned network D(x_t, y, t) and mu(t). Adam, EMA of the weights (the EMA weights sample).
 
-This file also holds the training machinery that distill.py reuses: options from a dataclass,
-distributed set-up, the training loop (fit), EMA, validation and the JSON-lines log. The batches
-come from data.make_batches, the checkpoint files from model.py.
+This file also holds the training machinery that distill.py reuses: options from a dataclass, the checks
+before the first update (preflight), distributed set-up, the training loop (fit) that a stop signal ends
+with a checkpoint, EMA, validation and the JSON-lines log. The batches come from data.make_batches, the
+checkpoint files from model.py.
 """
 import argparse
 import contextlib
@@ -21,7 +22,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +39,7 @@ from tqdm import tqdm
 import data
 from data import DataError, wav_to_spec
 from enhance import enhance_wav
-from evaluate import score
+from evaluate import require, score
 from model import (PART_BYTES, PRESETS, Denoiser, export_checkpoint, load_checkpoint, pack_checkpoint,
                    save_checkpoint, unpack_checkpoint)
 from sde import SDE, bcast, randn_like
@@ -55,7 +59,8 @@ class TrainConfig:
     noise: str = option("", "optional noise recordings for that mixing, folders 'a,b' searched recursively")
     valid: str = option("", "validation sets, folders 'a,b' each with clean/ and noisy/ (python data.py testset "
                             "writes one); empty: data's valid split or the bundled p287 pairs")
-    out: str = option("runs/teacher", "checkpoint.pt and log.jsonl go here")
+    out: str = option("runs/teacher", "checkpoint.pt and log.jsonl go here; a checkpoint of the same run there "
+                                      "is continued")
     steps: int = option(100_000, "optimizer updates (docs/method.md gives no length)")
     batch_size: int = option(16, "per process and micro-batch (published 16)")
     grad_accum: int = option(2, "micro-batches per update (published 2)")
@@ -69,16 +74,26 @@ class TrainConfig:
     valid_every: int = option(2000, "validate every so many updates (0: only at the end)")
     valid_files: int = option(4, "held-out utterances of each validation set enhanced at each validation")
     valid_steps: int = option(30, "predictor-corrector steps of the teacher at validation")
-    save_every: int = option(1000, "write the checkpoint every so many updates")
+    save_every: int = option(1000, "write the checkpoint every so many updates (and at a stop: SIGTERM, Ctrl-C)")
     max_minutes: float = option(0.0, "stop after this many minutes, with a checkpoint and a validation (0: no limit)")
     log_every: int = option(10, "write a log line (and read the losses from the device) every so many updates")
     seed: int = option(0, "seed of the random draws: initial weights, training crops and noise, validation")
-    resume: bool = option(False, "continue from out/checkpoint.pt (with this command's options: --lr may change)")
+    resume: bool = option(False, "continue out/checkpoint.pt even where options that define the run (preset, data, "
+                                 "batch, seed ...) differ from those it was written with: this command's then apply. "
+                                 "Without --resume a checkpoint there is continued only by the same run")
+    fresh: bool = option(False, "start at update 0; refused where out/ holds a checkpoint (nothing is moved or "
+                                "deleted: delete it yourself or choose another --out)")
     warm_start: str = option("", "or: start from the EMA weights of this checkpoint (an export will do) with fresh "
                                  "Adam moments, continuing its update count and GPU-minutes: for a run whose "
                                  "resumable state was lost")
     device: str = option("auto", "auto, cpu, cuda, cuda:1 ...")
     deterministic: bool = option(False, "deterministic kernels (for exact-resume checks)")
+
+
+# The options in which a continued run may differ from the run that wrote its checkpoint: how long, how fast,
+# where, what is logged and validated. A difference in any other option is another run: refused unless --resume.
+MAY_CHANGE = ("out", "steps", "lr", "grad_clip", "bf16", "compile", "deterministic", "device", "valid", "valid_every",
+              "valid_files", "valid_steps", "save_every", "max_minutes", "log_every", "resume", "fresh")
 
 
 @dataclass
@@ -137,6 +152,82 @@ def step_generator(seed, step, rank, device):
     """The random draws of one update are a function of (seed, step, rank): a resumed run
     draws exactly what an uninterrupted one would, with no RNG state to carry over."""
     return torch.Generator(device=device).manual_seed(((seed * 1_000_003 + step) * 1_009 + rank) % 2 ** 63)
+
+
+# ----------------------------------------------------------------------------- checks first, stops cleanly
+
+def preflight(cfg, kind):
+    """Check before the first update what the run needs later, so that it fails at its start, in one error
+    line, and not at its first validation: the packages of validation (and of --compile on a GPU), the
+    output folder writable, and what out/checkpoint.pt holds. Every process checks the same, before the
+    process group exists. Returns whether to continue that checkpoint (fit loads it).
+
+    A checkpoint of this kind is continued where it comes from the same run: its options equal this
+    command's except those of MAY_CHANGE. --resume continues it whatever the difference (this command's
+    options then apply); --fresh refuses to start over it. Neither moves nor deletes anything."""
+    if cfg.resume and cfg.fresh:
+        raise DataError("--resume and --fresh contradict each other: pass one of them")
+    if cfg.valid_files:
+        for module in ("pesq", "pystoi"):
+            require(module, module, f"validation (--valid-files {cfg.valid_files}; 0: none)")
+    if cfg.compile and cfg.device != "cpu" and torch.cuda.is_available():
+        require("triton", "triton", "--compile on a GPU")
+    out = Path(cfg.out)
+    probe = out / f".write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DataError(f"--out {out}: cannot write there ({e.strerror or type(e).__name__})")
+    path = out / "checkpoint.pt"
+    if not path.exists():
+        if cfg.resume:
+            raise DataError(f"--resume: {path} does not exist, there is nothing to continue")
+        return False
+    if cfg.fresh:
+        raise DataError(f"--fresh: {path} exists; delete it yourself or choose another --out")
+    ckpt = load_checkpoint(path)
+    if ckpt["kind"] != kind:
+        raise DataError(f"{path} is a {ckpt['kind']} checkpoint, not a {kind} one: choose another --out")
+    if "raw" not in ckpt:
+        raise DataError(f"{path} holds EMA weights only (an exported checkpoint): it cannot be resumed")
+    stored = ckpt.get("config") or {}
+    differ = [(f"--{f.name.replace('_', '-')}", stored.get(f.name, f.default), getattr(cfg, f.name))
+              for f in dataclasses.fields(cfg) if f.name not in MAY_CHANGE
+              and stored.get(f.name, f.default) != getattr(cfg, f.name)]
+    was = " ".join(f"{name} {shlex.quote(str(old))}" for name, old, _ in differ)
+    now = " ".join(f"{name} {shlex.quote(str(new))}" for name, _, new in differ)
+    if differ and not cfg.resume:
+        raise DataError(f"{path} comes from another run: it has {was}, this command {now}; pass --resume to "
+                        "continue it with this command's options, or choose another --out")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"resuming {path} at update {ckpt['step']} of {cfg.steps}"
+              + (f", with {now} instead of {was}" if differ else ""), flush=True)
+    return True
+
+
+class StopSignals:
+    """Within a with block, SIGTERM (a scheduler's stop, torchrun passing one on) and SIGINT (Ctrl-C) only
+    note their number in .signum, the first one: fit reads it after each update, finishes that update,
+    writes the checkpoint and exits. A repeated signal changes nothing, since torchrun passes on to its
+    processes the signal that the scheduler or the terminal has already sent them; kill -9 stops at once
+    (the last checkpoint stays). The previous handlers come back at the end of the block."""
+
+    def __init__(self):
+        self.signum, self.previous = 0, {}
+
+    def note(self, signum, frame):
+        self.signum = self.signum or signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
+            self.previous = {s: signal.signal(s, self.note) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 # ----------------------------------------------------------------------------- EMA and checkpoints
@@ -202,12 +293,15 @@ def teacher_loss(D, sde, x, y, generator, sigma_data=0.1):
     return 0.5 * (w * (D(x_t, y, t) - mu).abs() ** 2).sum(dim=(1, 2, 3)).mean()
 
 
-def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
+def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device, resume=False):
     """The training loop shared by teacher.py and distill.py.
 
     loss_fn(D, ema, clean, noisy, generator) -> (loss, {name: detached tensor}) for one micro-batch of
     waveforms; validate_fn(ema) -> ({metric: value}, text to print). Adam on the model, EMA of its
-    weights after every update, checkpoint / resume, JSON-lines log, DDP under torchrun.
+    weights after every update, checkpoint / resume (resume: preflight's verdict on out/checkpoint.pt),
+    JSON-lines log, DDP under torchrun. SIGTERM or Ctrl-C (StopSignals) ends the update in flight (under
+    DDP: every process at the same update, the next one that writes a log line), writes the checkpoint
+    and exits with 128 + the signal's number.
     Fast on a GPU: the batches are mixed on the GPU from audio held in its memory (data.make_batches),
     Adam is fused, no step waits for the GPU (losses are read every log_every updates), and with
     --compile the U-Nets of the model and of the EMA (distill.py's target) are compiled, as for
@@ -216,27 +310,21 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
     t_start = time.time()  # GPU time counts from here: loading the audio holds the GPU too
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    batches = data.make_batches(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
     step, gpu_seconds = 0, 0.0  # gpu_seconds: wall time x processes, summed over every resumed stint
     ckpt_path = out / "checkpoint.pt"
-    if cfg.resume and cfg.warm_start:
-        raise DataError("give --resume or --warm-start, not both")
-    if cfg.resume:
+    if resume:  # before the audio is loaded: a network of another shape fails at once
         ckpt = load_checkpoint(ckpt_path, device)
-        if ckpt["kind"] != kind:
-            raise DataError(f"{ckpt_path} is a {ckpt['kind']} checkpoint, not a {kind} one")
-        if "raw" not in ckpt:
-            raise DataError(f"{ckpt_path} holds EMA weights only (an exported checkpoint): it cannot be resumed")
+        if ckpt["model"] != model.config():
+            raise DataError(f"{ckpt_path} holds a network {ckpt['model']}, this command builds {model.config()}")
         model.load_state_dict(ckpt["raw"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
         for group in opt.param_groups:  # this command's learning rate, not the stored one
             group["lr"] = cfg.lr
         step, gpu_seconds = ckpt["step"], ckpt.get("gpu_seconds", 0.0)
-    elif ckpt_path.exists():
-        raise DataError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+        del ckpt  # on the device: its memory is the training's
     elif cfg.warm_start:  # raw and EMA weights := the stored EMA weights; Adam starts afresh
         ckpt = load_checkpoint(cfg.warm_start, device)
         if ckpt["kind"] != kind or ckpt["model"] != model.config():
@@ -245,6 +333,8 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
         model.load_state_dict(ckpt["ema"])
         ema.load_state_dict(ckpt["ema"])
         step, gpu_seconds = ckpt.get("step") or 0, ckpt.get("gpu_seconds", 0.0)
+        del ckpt
+    batches = data.make_batches(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, device)
     if cfg.compile:  # the U-Nets of model and EMA compiled in place; validation runs them eagerly (below)
         optimise(model, device, compiled=True)
         optimise(ema, device, compiled=True)
@@ -267,58 +357,69 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device):
     bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc=kind, dynamic_ncols=True)
     t0, parts = time.time(), []
     deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else float("inf")
-    last = step >= cfg.steps
-    while not last:
-        generator = step_generator(cfg.seed, step, rank, device)
-        for a in range(cfg.grad_accum):
-            clean, noisy = batches(cfg.batch_size, generator)
-            sync = a == cfg.grad_accum - 1 or world == 1  # DDP all-reduces on the last micro-batch only
-            with autocast, (contextlib.nullcontext() if sync else D.no_sync()):
-                loss, terms = loss_fn(D, ema, clean, noisy, generator)
-                (loss / cfg.grad_accum).backward()
-            parts.append(dict(loss=loss.detach(), **terms))
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        ema_update(ema, model, ema_decay(cfg.ema_decay, step + 1))
-        step += 1
-        bar.update(1)
-        last = step >= cfg.steps
-        if step % cfg.log_every == 0 or last:
-            last = last or time.time() > deadline  # rank 0's clock decides under DDP
-            if world > 1 and cfg.max_minutes > 0:
-                flag = torch.tensor([float(last)], device=device)
-                dist.broadcast(flag, 0)
-                last = bool(flag.item())
-            means = {k: torch.stack([p[k] for p in parts]).float().mean().item() for k in parts[0]}
-            samples = len(parts) * cfg.batch_size * world
-            seconds = time.time() - t0
-            log.write(event="train", step=step, **means, samples_per_s=samples / seconds,
-                      frames_per_s=samples * cfg.num_frames / seconds, elapsed_s=time.time() - t_start,
-                      gpu_minutes=gpu_minutes())
-            bar.set_postfix(loss=f"{means['loss']:.4g}")
-            t0, parts = time.time(), []
-        if step % cfg.save_every == 0 or last:
-            checkpoint()
-        if rank == 0 and cfg.valid_files and ((cfg.valid_every and step % cfg.valid_every == 0) or last):
-            # compiled U-Nets run eagerly here: whole files have other shapes, which would compile anew
-            with torch.compiler.set_stance("force_eager") if cfg.compile else contextlib.nullcontext():
-                metrics, text = validate_fn(ema)
-            log.write(event="valid", step=step, gpu_minutes=gpu_minutes(), **metrics)
-            bar.write(f"step {step}:\n{text}")
-            t0 = time.time()  # validation time is not training time
-    bar.close()
-    hashes = [weights_hash(model)]
-    if world > 1:  # every rank must end with the same weights
-        hashes = [None] * world
-        dist.all_gather_object(hashes, weights_hash(model))
-        dist.destroy_process_group()
-    log.write(event="end", step=step, rank_weight_hashes=hashes)
+    last, stopped = step >= cfg.steps, 0  # stopped: the number of the signal that stops the run, if one does
+    with StopSignals() as stop:
+        while not last:
+            generator = step_generator(cfg.seed, step, rank, device)
+            for a in range(cfg.grad_accum):
+                clean, noisy = batches(cfg.batch_size, generator)
+                sync = a == cfg.grad_accum - 1 or world == 1  # DDP all-reduces on the last micro-batch only
+                with autocast, (contextlib.nullcontext() if sync else D.no_sync()):
+                    loss, terms = loss_fn(D, ema, clean, noisy, generator)
+                    (loss / cfg.grad_accum).backward()
+                parts.append(dict(loss=loss.detach(), **terms))
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            ema_update(ema, model, ema_decay(cfg.ema_decay, step + 1))
+            step += 1
+            bar.update(1)
+            last = step >= cfg.steps
+            if step % cfg.log_every == 0 or last or (world == 1 and stop.signum):
+                stopped = stop.signum
+                last = last or bool(stopped) or time.time() > deadline
+                if world > 1:  # the processes agree: a signal to any of them, or its clock, stops all at this update
+                    flags = torch.tensor([float(last), float(stopped)], device=device)
+                    dist.all_reduce(flags, dist.ReduceOp.MAX)
+                    last, stopped = bool(flags[0].item()), int(flags[1].item())
+                means = {k: torch.stack([p[k] for p in parts]).float().mean().item() for k in parts[0]}
+                samples = len(parts) * cfg.batch_size * world
+                seconds = time.time() - t0
+                log.write(event="train", step=step, **means, samples_per_s=samples / seconds,
+                          frames_per_s=samples * cfg.num_frames / seconds, elapsed_s=time.time() - t_start,
+                          gpu_minutes=gpu_minutes())
+                bar.set_postfix(loss=f"{means['loss']:.4g}")
+                t0, parts = time.time(), []
+            if step % cfg.save_every == 0 or last:
+                checkpoint()
+            if (rank == 0 and cfg.valid_files and not stopped
+                    and ((cfg.valid_every and step % cfg.valid_every == 0) or last)):
+                # compiled U-Nets run eagerly here: whole files have other shapes, which would compile anew
+                with torch.compiler.set_stance("force_eager") if cfg.compile else contextlib.nullcontext():
+                    metrics, text = validate_fn(ema)
+                log.write(event="valid", step=step, gpu_minutes=gpu_minutes(), **metrics)
+                bar.write(f"step {step}:\n{text}")
+                t0 = time.time()  # validation time is not training time
+        bar.close()
+        hashes = [weights_hash(model)]
+        if world > 1:  # every rank must end with the same weights
+            hashes = [None] * world
+            dist.all_gather_object(hashes, weights_hash(model))
+            dist.destroy_process_group()
+        log.write(event="end", step=step, rank_weight_hashes=hashes,
+                  **({"stopped_by": signal.Signals(stopped).name} if stopped else {}))
+    if stopped:
+        if rank == 0:
+            print(f"stopped by {signal.Signals(stopped).name} after update {step} of {cfg.steps}: {ckpt_path} holds "
+                  f"it, and the same command{' without --fresh' if cfg.fresh else ''} continues from there",
+                  file=sys.stderr, flush=True)
+        raise SystemExit(128 + stopped)
     return ema, model
 
 
 def train(cfg):
+    resume = preflight(cfg, "teacher")
     rank, world, device = setup_distributed(cfg.device)
     set_determinism(cfg)
     sde = SDE()
@@ -336,7 +437,7 @@ def train(cfg):
             metrics.update({prefix + k: v for k, v in validate(ema, sde, pairs, cfg.valid_steps, cfg.seed).items()})
         return metrics, "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
 
-    return fit(cfg, "teacher", model, loss_fn, validate_fn, sde, rank, world, device)
+    return fit(cfg, "teacher", model, loss_fn, validate_fn, sde, rank, world, device, resume)
 
 
 def main(argv=None):

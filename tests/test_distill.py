@@ -175,6 +175,16 @@ def test_pesq_weight_without_the_package_is_a_clear_error(tiny_teacher, tmp_path
     assert "pip install torch-pesq" in result.stderr
 
 
+def test_distill_checks_first_what_it_needs_later(tiny_teacher, tmp_path, monkeypatch):
+    """Issue 23: a missing package of validation, or an --out that holds a teacher, fails before the audio is loaded."""
+    monkeypatch.setitem(sys.modules, "pystoi", None)  # hidden: importing it raises ImportError
+    with pytest.raises(SystemExit, match="needs the optional package pystoi, which is not installed"):
+        distill.main(["--teacher", str(tiny_teacher), "--valid-files", "1", "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit, match="is a teacher checkpoint, not a student one: choose another --out"):
+        distill.main(["--teacher", str(tiny_teacher), "--valid-files", "0", "--out", str(tiny_teacher.parent)])
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
 def test_an_unknown_trajectory_is_refused_by_the_teacher_step():
     sde = SDE()
     x, y = toy_input()

@@ -1,8 +1,13 @@
-"""Teacher training: the loss falls, a resume continues exactly, DDP ranks agree, bad data fails clearly."""
+"""Teacher training: the loss falls, a resume continues exactly, DDP ranks agree, bad data fails clearly, a run
+checks first what it needs later, and a stopped run writes its checkpoint and continues from it (issue 23)."""
+import dataclasses
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +21,22 @@ from teacher import Config, load_checkpoint, train
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(preset="tiny", batch_size=2, grad_accum=1, num_frames=64, valid_files=0, log_every=1,
             save_every=1000)
+SPEECH = str(ROOT / "demo" / "speech_test")  # 12 utterances: loaded in a second (the default's 100: ten)
+ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1")  # the environment of the commands that tests start
 
 
 def read_log(out):
     return [json.loads(line) for line in open(Path(out) / "log.jsonl")]
+
+
+@pytest.fixture
+def one_thread():
+    """One thread, in here as in the commands run with ONE_THREAD: the same sums in the same order (and no
+    threads that wait for each other on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_teacher_loss_falls_in_200_cpu_steps(tmp_path):
@@ -34,7 +51,7 @@ def test_resume_continues_bit_identically(tmp_path):
     common = dict(FAST, grad_accum=2, deterministic=True)  # with gradient accumulation too
     train(Config(**common, steps=6, out=str(tmp_path / "straight")))
     train(Config(**common, steps=3, out=str(tmp_path / "resumed")))
-    train(Config(**common, steps=6, out=str(tmp_path / "resumed"), resume=True))
+    train(Config(**common, steps=6, out=str(tmp_path / "resumed")))  # its checkpoint is continued by default
     a, b = load_checkpoint(tmp_path / "straight" / "checkpoint.pt"), load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
     assert a["step"] == b["step"] == 6
     for key in ("raw", "ema"):
@@ -53,22 +70,143 @@ def test_checkpoint_holds_everything_to_resume_and_loads_weights_only(tmp_path):
     assert ckpt["kind"] == "teacher" and ckpt["model"] == {**teacher.PRESETS["tiny"], "c_in": "edm", "sigma_data": 0.1}
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(teacher.DataError, match="exists"):  # never overwrite a run by accident
-        train(Config(**FAST, steps=2, out=str(tmp_path)))
+        train(Config(**FAST, steps=2, out=str(tmp_path), fresh=True))
 
 
-def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
+def start_and_wait_for_an_update(command, out, stderr, env=None):
+    """The command started, once its log shows an update; stderr: an open file (a pipe could fill up)."""
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    log, start = Path(out) / "log.jsonl", time.time()
+    while not (log.exists() and '"event": "train"' in log.read_text()):
+        if process.poll() is not None or time.time() > start + 300:
+            process.kill()
+            raise AssertionError("no update within 300 s, or the run ended before its first update")
+        time.sleep(0.02)
+    return process
+
+
+def test_torchrun_two_processes_stop_at_one_update_and_the_same_command_continues(tmp_path):
+    """SIGTERM to torchrun (Ctrl-C and schedulers reach it so; it passes the signal on to both processes):
+    both stop at the same update, rank 0 writes the checkpoint, and the same command goes on from there."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "teacher.py",
-           "--preset", "tiny", "--steps", "3", "--batch-size", "1", "--grad-accum", "2", "--num-frames", "64",
-           "--valid-files", "0", "--device", "cpu", "--out", str(out)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+           "--preset", "tiny", "--steps", "8", "--batch-size", "1", "--grad-accum", "2", "--num-frames", "64",
+           "--valid-files", "0", "--log-every", "1", "--device", "cpu", "--speech", SPEECH, "--out", str(out)]
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = start_and_wait_for_an_update(cmd, out, stderr, ONE_THREAD)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=300) != 0
+    assert "stopped by SIGTERM" in (tmp_path / "stderr.txt").read_text()
     log = read_log(out)
-    assert log[0]["world_size"] == 2
+    assert log[0]["world_size"] == 2 and log[-1]["event"] == "end" and log[-1]["stopped_by"] == "SIGTERM"
+    stopped = log[-1]["step"]
     hashes = log[-1]["rank_weight_hashes"]
     assert len(hashes) == 2 and hashes[0] == hashes[1]
-    assert load_checkpoint(out / "checkpoint.pt")["step"] == 3
+    assert 1 <= stopped < 8 and load_checkpoint(out / "checkpoint.pt")["step"] == stopped
+
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming {out / 'checkpoint.pt'} at update {stopped} of 8" in result.stdout
+    log = read_log(out)
+    hashes = log[-1]["rank_weight_hashes"]
+    assert log[-1]["step"] == 8 and "stopped_by" not in log[-1] and len(hashes) == 2 and hashes[0] == hashes[1]
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 8
+
+
+def test_sigterm_writes_a_checkpoint_and_the_same_command_continues_bit_identically(tmp_path, one_thread):
+    out = tmp_path / "stopped"
+    options = dict(FAST, speech=SPEECH, deterministic=True, device="cpu", steps=10)
+    command = [sys.executable, "teacher.py", "--preset", "tiny", "--batch-size", "2", "--grad-accum", "1",
+               "--num-frames", "64", "--valid-files", "0", "--log-every", "1", "--device", "cpu", "--deterministic",
+               "--speech", SPEECH, "--steps", "10", "--out", str(out)]
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = start_and_wait_for_an_update(command, out, stderr, ONE_THREAD)
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)  # a repeated signal (torchrun passes one on) changes nothing
+        assert process.wait(timeout=300) == 128 + signal.SIGTERM
+    stopped = load_checkpoint(out / "checkpoint.pt")["step"]
+    assert 1 <= stopped < 10
+    last = (tmp_path / "stderr.txt").read_text().strip().splitlines()[-1]
+    assert last == (f"stopped by SIGTERM after update {stopped} of 10: {out / 'checkpoint.pt'} holds it, "
+                    "and the same command continues from there")
+    end = read_log(out)[-1]
+    assert end["event"] == "end" and end["step"] == stopped and end["stopped_by"] == "SIGTERM"
+
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[0] == f"resuming {out / 'checkpoint.pt'} at update {stopped} of 10"
+    train(Config(**options, out=str(tmp_path / "straight")))
+    a, b = load_checkpoint(tmp_path / "straight" / "checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
+    assert a["step"] == b["step"] == 10
+    for key in ("raw", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+
+
+def test_a_process_killed_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, monkeypatch, one_thread):
+    options = dict(FAST, speech=SPEECH, out=str(tmp_path), save_every=1)
+    train(Config(**options, steps=2))
+
+    class Killed(BaseException):
+        pass
+
+    def killed_half_way(state, path, save=torch.save):  # half the file written, then the process is gone
+        whole = io.BytesIO()
+        save(state, whole)
+        Path(path).write_bytes(whole.getvalue()[:len(whole.getvalue()) // 2])
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", killed_half_way)
+        with pytest.raises(Killed):
+            train(Config(**options, steps=3))
+    assert (tmp_path / "checkpoint.pt.tmp").exists() and load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+    train(Config(**options, steps=3))  # continues the previous checkpoint
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3 and not (tmp_path / "checkpoint.pt.tmp").exists()
+    assert [e["step"] for e in read_log(tmp_path) if e["event"] == "start"] == [0, 2, 2]
+
+
+def test_a_missing_validation_package_is_one_error_line_before_any_update(tmp_path):
+    """Issue 23: without pesq a run used to die at its first validation, minutes in."""
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / "pesq.py").write_text("raise ModuleNotFoundError(\"No module named 'pesq'\", name='pesq')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path / "hidden"),
+                                                                    os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "teacher.py", "--preset", "tiny", "--valid-files", "2",
+                             "--out", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env=env)
+    assert result.returncode != 0 and result.stderr.strip().splitlines() == [
+        "error: validation (--valid-files 2; 0: none) needs the optional package pesq, which is not installed "
+        "(pip install pesq)"]
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_a_checkpoint_in_out_is_continued_by_the_same_run_and_refused_to_another(tmp_path, capsys, one_thread):
+    out, path = str(tmp_path / "run"), tmp_path / "run" / "checkpoint.pt"
+    train(Config(**FAST, speech=SPEECH, steps=1, out=out))
+    capsys.readouterr()
+    same = Config(**dict(FAST, valid_files=2), speech=SPEECH, steps=5, lr=3e-4, device="cpu", out=out)  # may change
+    assert teacher.preflight(same, "teacher") is True
+    assert capsys.readouterr().out == f"resuming {path} at update 1 of 5\n"
+    other = dataclasses.replace(same, batch_size=1, seed=3)
+    with pytest.raises(teacher.DataError) as refused:
+        teacher.preflight(other, "teacher")
+    assert str(refused.value) == (f"{path} comes from another run: it has --batch-size 2 --seed 0, this command "
+                                  "--batch-size 1 --seed 3; pass --resume to continue it with this command's "
+                                  "options, or choose another --out")
+    assert teacher.preflight(dataclasses.replace(other, resume=True), "teacher") is True
+    assert capsys.readouterr().out.endswith(", with --batch-size 1 --seed 3 instead of --batch-size 2 --seed 0\n")
+    with pytest.raises(teacher.DataError, match="holds a network"):  # --resume, but another network: at once
+        train(dataclasses.replace(same, preset="small", resume=True))
+    refusals = {"--fresh: .* exists; delete it yourself or choose another --out": dict(fresh=True),
+                "contradict": dict(fresh=True, resume=True),
+                "is a teacher checkpoint, not a student one": dict(kind="student"),
+                "nothing to continue": dict(out=str(tmp_path / "empty"), resume=True),
+                "cannot write there": dict(out=str(path / "below_a_file"))}
+    for message, change in refusals.items():
+        kind = change.pop("kind", "teacher")
+        with pytest.raises(teacher.DataError, match=message):
+            teacher.preflight(dataclasses.replace(same, **change), kind)
 
 
 def run_teacher(*args):
