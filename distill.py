@@ -186,10 +186,11 @@ def distill(cfg):
     pesq_loss = pesq_loss_fn(cfg.pesq_weight)
     teacher, sde = load_teacher(cfg.teacher, "cpu")  # a wrong file fails here, before the audio is loaded
     resume = preflight(cfg, "student")
+    # read by every process before any work, so that a bad file fails at the start (only rank 0 validates)
+    sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if cfg.valid_files else {}
     rank, world, device = setup_distributed(cfg.device)
     set_determinism(cfg)
     teacher.to(device)
-    sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 and cfg.valid_files else {}
 
     # student and target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)
     student = Denoiser(**{**teacher.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)

@@ -361,10 +361,14 @@ def count_parameters(module):
 # ----------------------------------------------------------------------------- this project's checkpoints
 
 def save_checkpoint(path, **state):
-    """One file, written atomically: a crash mid-write leaves the previous checkpoint intact."""
+    """One file, written atomically: a process killed mid-write, or a machine taken away, leaves the previous
+    checkpoint intact (the new one is written beside it, on the disk, before a rename puts it in its place)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

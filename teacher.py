@@ -81,8 +81,8 @@ class TrainConfig:
     resume: bool = option(False, "continue out/checkpoint.pt even where options that define the run (preset, data, "
                                  "batch, seed ...) differ from those it was written with: this command's then apply. "
                                  "Without --resume a checkpoint there is continued only by the same run")
-    fresh: bool = option(False, "start at update 0; refused where out/ holds a checkpoint (nothing is moved or "
-                                "deleted: delete it yourself or choose another --out)")
+    fresh: bool = option(False, "start anew where out/ holds a checkpoint, which is moved with its log into "
+                                "out/replaced-TIME/ (nothing is deleted)")
     warm_start: str = option("", "or: start from the EMA weights of this checkpoint (an export will do) with fresh "
                                  "Adam moments, continuing its update count and GPU-minutes: for a run whose "
                                  "resumable state was lost")
@@ -93,7 +93,7 @@ class TrainConfig:
 # The options in which a continued run may differ from the run that wrote its checkpoint: how long, how fast,
 # where, what is logged and validated. A difference in any other option is another run: refused unless --resume.
 MAY_CHANGE = ("out", "steps", "lr", "grad_clip", "bf16", "compile", "deterministic", "device", "valid", "valid_every",
-              "valid_files", "valid_steps", "save_every", "max_minutes", "log_every", "resume", "fresh")
+              "valid_files", "valid_steps", "save_every", "max_minutes", "log_every", "resume", "fresh", "warm_start")
 
 
 @dataclass
@@ -160,13 +160,18 @@ def preflight(cfg, kind):
     """Check before the first update what the run needs later, so that it fails at its start, in one error
     line, and not at its first validation: the packages of validation (and of --compile on a GPU), the
     output folder writable, and what out/checkpoint.pt holds. Every process checks the same, before the
-    process group exists. Returns whether to continue that checkpoint (fit loads it).
+    process group exists; only rank 0 prints or moves anything. Returns whether to continue that checkpoint
+    (fit loads it).
 
     A checkpoint of this kind is continued where it comes from the same run: its options equal this
     command's except those of MAY_CHANGE. --resume continues it whatever the difference (this command's
-    options then apply); --fresh refuses to start over it. Neither moves nor deletes anything."""
+    options then apply). --fresh starts at update 0 all the same, with that checkpoint and its log moved
+    into out/replaced-TIME/ (nothing is deleted). --warm-start begins a run: where out/ holds one it is
+    continued only by the command that began it."""
     if cfg.resume and cfg.fresh:
         raise DataError("--resume and --fresh contradict each other: pass one of them")
+    if cfg.resume and cfg.warm_start:
+        raise DataError("give --resume or --warm-start, not both")
     if cfg.valid_files:
         for module in ("pesq", "pystoi"):
             require(module, module, f"validation (--valid-files {cfg.valid_files}; 0: none)")
@@ -180,19 +185,31 @@ def preflight(cfg, kind):
         probe.unlink()
     except OSError as e:
         raise DataError(f"--out {out}: cannot write there ({e.strerror or type(e).__name__})")
-    path = out / "checkpoint.pt"
+    path, rank0 = out / "checkpoint.pt", os.environ.get("RANK", "0") == "0"
     if not path.exists():
         if cfg.resume:
             raise DataError(f"--resume: {path} does not exist, there is nothing to continue")
         return False
-    if cfg.fresh:
-        raise DataError(f"--fresh: {path} exists; delete it yourself or choose another --out")
     ckpt = load_checkpoint(path)
     if ckpt["kind"] != kind:
         raise DataError(f"{path} is a {ckpt['kind']} checkpoint, not a {kind} one: choose another --out")
+    if cfg.fresh:  # the old run set aside, whole: its checkpoint and its log
+        if rank0:
+            aside = out / time.strftime("replaced-%Y%m%d-%H%M%S")
+            aside.mkdir()
+            for name in ("checkpoint.pt", "log.jsonl"):
+                if (out / name).exists():
+                    os.replace(out / name, aside / name)
+            print(f"--fresh: starting anew; the run that was in {out} (update {ckpt['step']}) is now in "
+                  f"{aside}", flush=True)
+        return False
     if "raw" not in ckpt:
-        raise DataError(f"{path} holds EMA weights only (an exported checkpoint): it cannot be resumed")
+        raise DataError(f"{path} holds EMA weights only (an exported checkpoint): it cannot be resumed; "
+                        "--warm-start from it in another --out")
     stored = ckpt.get("config") or {}
+    if cfg.warm_start and stored.get("warm_start") != cfg.warm_start:
+        raise DataError(f"{path} holds a run at update {ckpt['step']}, and --warm-start {cfg.warm_start} begins "
+                        "one: drop --warm-start to continue it, or choose another --out")
     differ = [(f"--{f.name.replace('_', '-')}", stored.get(f.name, f.default), getattr(cfg, f.name))
               for f in dataclasses.fields(cfg) if f.name not in MAY_CHANGE
               and stored.get(f.name, f.default) != getattr(cfg, f.name)]
@@ -201,9 +218,11 @@ def preflight(cfg, kind):
     if differ and not cfg.resume:
         raise DataError(f"{path} comes from another run: it has {was}, this command {now}; pass --resume to "
                         "continue it with this command's options, or choose another --out")
-    if os.environ.get("RANK", "0") == "0":
+    if rank0:
         print(f"resuming {path} at update {ckpt['step']} of {cfg.steps}"
-              + (f", with {now} instead of {was}" if differ else ""), flush=True)
+              + (f", with {now} instead of {was}" if differ else "")
+              + (": the run is complete (a larger --steps goes on, --fresh starts anew)"
+                 if ckpt["step"] >= cfg.steps else ""), flush=True)
     return True
 
 
@@ -420,10 +439,11 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device, resume
 
 def train(cfg):
     resume = preflight(cfg, "teacher")
+    # read by every process before any work, so that a bad file fails at the start (only rank 0 validates)
+    sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if cfg.valid_files else {}
     rank, world, device = setup_distributed(cfg.device)
     set_determinism(cfg)
     sde = SDE()
-    sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if rank == 0 and cfg.valid_files else {}
 
     model = Denoiser(cfg.preset, c_in="edm").to(device)
 

@@ -1,7 +1,6 @@
 """Teacher training: the loss falls, a resume continues exactly, DDP ranks agree, bad data fails clearly, a run
 checks first what it needs later, and a stopped run writes its checkpoint and continues from it (issue 23)."""
 import dataclasses
-import io
 import json
 import os
 import signal
@@ -69,8 +68,8 @@ def test_checkpoint_holds_everything_to_resume_and_loads_weights_only(tmp_path):
     assert {"kind", "config", "model", "sde", "ema", "raw", "optimizer", "step", "rng"} <= ckpt.keys()
     assert ckpt["kind"] == "teacher" and ckpt["model"] == {**teacher.PRESETS["tiny"], "c_in": "edm", "sigma_data": 0.1}
     assert not list(tmp_path.glob("*.tmp"))
-    with pytest.raises(teacher.DataError, match="exists"):  # never overwrite a run by accident
-        train(Config(**FAST, steps=2, out=str(tmp_path), fresh=True))
+    with pytest.raises(teacher.DataError, match="comes from another run"):  # never overwrite a run by accident
+        train(Config(**FAST, steps=2, seed=1, out=str(tmp_path)))
 
 
 def start_and_wait_for_an_update(command, out, stderr, env=None):
@@ -143,23 +142,29 @@ def test_sigterm_writes_a_checkpoint_and_the_same_command_continues_bit_identica
             assert torch.equal(a[key][name], b[key][name]), (key, name)
 
 
-def test_a_process_killed_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, monkeypatch, one_thread):
+KILLED_WHILE_WRITING = """
+import io, os, signal, sys, torch, teacher
+save = torch.save
+def killed_half_way(state, f):  # half the file written and on the disk, then the process is gone
+    whole = io.BytesIO()
+    save(state, whole)
+    f.write(whole.getvalue()[:len(whole.getvalue()) // 2])
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = killed_half_way
+teacher.main(sys.argv[1:])
+"""
+
+
+def test_a_process_killed_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, one_thread):
     options = dict(FAST, speech=SPEECH, out=str(tmp_path), save_every=1)
     train(Config(**options, steps=2))
-
-    class Killed(BaseException):
-        pass
-
-    def killed_half_way(state, path, save=torch.save):  # half the file written, then the process is gone
-        whole = io.BytesIO()
-        save(state, whole)
-        Path(path).write_bytes(whole.getvalue()[:len(whole.getvalue()) // 2])
-        raise Killed
-
-    with monkeypatch.context() as m:
-        m.setattr(torch, "save", killed_half_way)
-        with pytest.raises(Killed):
-            train(Config(**options, steps=3))
+    command = [sys.executable, "-c", KILLED_WHILE_WRITING, "--preset", "tiny", "--batch-size", "2", "--grad-accum", "1",
+               "--num-frames", "64", "--valid-files", "0", "--log-every", "1", "--save-every", "1", "--speech", SPEECH,
+               "--steps", "3", "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert result.stdout.startswith(f"resuming {tmp_path / 'checkpoint.pt'} at update 2 of 3")
     assert (tmp_path / "checkpoint.pt.tmp").exists() and load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
     train(Config(**options, steps=3))  # continues the previous checkpoint
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3 and not (tmp_path / "checkpoint.pt.tmp").exists()
@@ -176,8 +181,8 @@ def test_a_missing_validation_package_is_one_error_line_before_any_update(tmp_pa
                              "--out", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=120,
                             env=env)
     assert result.returncode != 0 and result.stderr.strip().splitlines() == [
-        "error: validation (--valid-files 2; 0: none) needs the optional package pesq, which is not installed "
-        "(pip install pesq)"]
+        "error: validation (--valid-files 2; 0: none) needs the optional package pesq, which is not installed or "
+        "incomplete (No module named 'pesq'): pip install pesq"]
     assert not (tmp_path / "run" / "log.jsonl").exists()
 
 
@@ -188,6 +193,9 @@ def test_a_checkpoint_in_out_is_continued_by_the_same_run_and_refused_to_another
     same = Config(**dict(FAST, valid_files=2), speech=SPEECH, steps=5, lr=3e-4, device="cpu", out=out)  # may change
     assert teacher.preflight(same, "teacher") is True
     assert capsys.readouterr().out == f"resuming {path} at update 1 of 5\n"
+    assert teacher.preflight(dataclasses.replace(same, steps=1), "teacher") is True  # fit then ends at once
+    assert capsys.readouterr().out.endswith("at update 1 of 1: the run is complete (a larger --steps goes on, "
+                                            "--fresh starts anew)\n")
     other = dataclasses.replace(same, batch_size=1, seed=3)
     with pytest.raises(teacher.DataError) as refused:
         teacher.preflight(other, "teacher")
@@ -198,8 +206,10 @@ def test_a_checkpoint_in_out_is_continued_by_the_same_run_and_refused_to_another
     assert capsys.readouterr().out.endswith(", with --batch-size 1 --seed 3 instead of --batch-size 2 --seed 0\n")
     with pytest.raises(teacher.DataError, match="holds a network"):  # --resume, but another network: at once
         train(dataclasses.replace(same, preset="small", resume=True))
-    refusals = {"--fresh: .* exists; delete it yourself or choose another --out": dict(fresh=True),
-                "contradict": dict(fresh=True, resume=True),
+    refusals = {"contradict": dict(fresh=True, resume=True),
+                "not both": dict(warm_start="export.pt", resume=True),
+                "holds a run at update 1, and --warm-start export.pt begins one: drop --warm-start to continue it":
+                    dict(warm_start="export.pt"),
                 "is a teacher checkpoint, not a student one": dict(kind="student"),
                 "nothing to continue": dict(out=str(tmp_path / "empty"), resume=True),
                 "cannot write there": dict(out=str(path / "below_a_file"))}
@@ -207,6 +217,18 @@ def test_a_checkpoint_in_out_is_continued_by_the_same_run_and_refused_to_another
         kind = change.pop("kind", "teacher")
         with pytest.raises(teacher.DataError, match=message):
             teacher.preflight(dataclasses.replace(same, **change), kind)
+    capsys.readouterr()
+    assert teacher.preflight(dataclasses.replace(same, fresh=True), "teacher") is False  # the old run set aside
+    aside = [p for p in path.parent.iterdir() if p.name.startswith("replaced-")]
+    assert len(aside) == 1 and sorted(p.name for p in aside[0].iterdir()) == ["checkpoint.pt", "log.jsonl"]
+    assert not path.exists() and capsys.readouterr().out.startswith("--fresh: starting anew; the run that was in ")
+
+
+def test_an_unreadable_validation_file_fails_before_any_update(tmp_path):
+    folder, message = bad_data_folders(tmp_path)["not_audio"]
+    with pytest.raises(teacher.DataError, match=message):
+        train(Config(**dict(FAST, valid_files=1), steps=1, valid=str(folder), out=str(tmp_path / "run")))
+    assert not (tmp_path / "run" / "log.jsonl").exists()
 
 
 def run_teacher(*args):
@@ -377,19 +399,23 @@ def test_validation_on_several_sets_logs_each_by_name(tmp_path):
 
 
 def test_warm_start_from_an_export_continues_the_count_with_its_weights(tmp_path):
-    train(Config(**FAST, steps=3, out=str(tmp_path / "run")))
+    quick = dict(FAST, speech=SPEECH)  # 12 utterances: loaded in a second
+    train(Config(**quick, steps=3, out=str(tmp_path / "run")))
     teacher.main(["export", str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "slim.pt")])
     slim = load_checkpoint(tmp_path / "slim.pt")
     assert slim["step"] == 3 and slim["gpu_seconds"] > 0
-    train(Config(**FAST, steps=4, out=str(tmp_path / "warm"), warm_start=str(tmp_path / "slim.pt")))  # one update
+    train(Config(**quick, steps=4, out=str(tmp_path / "warm"), warm_start=str(tmp_path / "slim.pt")))  # one update
     warm = load_checkpoint(tmp_path / "warm" / "checkpoint.pt")
     assert warm["step"] == 4 and warm["gpu_seconds"] > slim["gpu_seconds"]
     # fresh Adam moments: its first step moves every weight by at most lr (1e-4) from the exported EMA weights
     steps = torch.cat([(warm["raw"][k] - v.float()).abs().flatten() for k, v in slim["ema"].items() if "fourier" not in k])
     assert 0 < steps.max() <= 1.001e-4 and all(s["step"] == 1 for s in warm["optimizer"]["state"].values())
-    train(Config(**FAST, steps=5, out=str(tmp_path / "warm"), resume=True))
-    assert load_checkpoint(tmp_path / "warm" / "checkpoint.pt")["step"] == 5
+    # the same command continues the run it began (a stop, a lost machine), and so does one without --warm-start
+    train(Config(**quick, steps=5, out=str(tmp_path / "warm"), warm_start=str(tmp_path / "slim.pt")))
+    train(Config(**quick, steps=6, out=str(tmp_path / "warm")))
+    assert load_checkpoint(tmp_path / "warm" / "checkpoint.pt")["step"] == 6
+    assert [e["step"] for e in read_log(tmp_path / "warm") if e["event"] == "start"] == [3, 4, 5]
     with pytest.raises(teacher.DataError, match="shape"):
-        train(Config(**dict(FAST, preset="small"), steps=4, out=str(tmp_path / "other"), warm_start=str(tmp_path / "slim.pt")))
+        train(Config(**dict(quick, preset="small"), steps=4, out=str(tmp_path / "other"), warm_start=str(tmp_path / "slim.pt")))
     with pytest.raises(teacher.DataError, match="not both"):
-        train(Config(**FAST, steps=4, out=str(tmp_path / "warm"), resume=True, warm_start=str(tmp_path / "slim.pt")))
+        train(Config(**quick, steps=4, out=str(tmp_path / "warm"), resume=True, warm_start=str(tmp_path / "slim.pt")))
