@@ -85,7 +85,7 @@ class TrainConfig:
                                 "out/replaced-TIME/ (nothing is deleted)")
     warm_start: str = option("", "or: start from the EMA weights of this checkpoint (an export will do) with fresh "
                                  "Adam moments, continuing its update count and GPU-minutes: for a run whose "
-                                 "resumable state was lost")
+                                 "resumable state was lost. It begins a run: refused where out/ holds another")
     device: str = option("auto", "auto, cpu, cuda, cuda:1 ...")
     deterministic: bool = option(False, "deterministic kernels (for exact-resume checks)")
 
@@ -165,7 +165,7 @@ def preflight(cfg, kind):
 
     A checkpoint of this kind is continued where it comes from the same run: its options equal this
     command's except those of MAY_CHANGE. --resume continues it whatever the difference (this command's
-    options then apply). --fresh starts at update 0 all the same, with that checkpoint and its log moved
+    options then apply). --fresh starts anew all the same, with that checkpoint and its log moved
     into out/replaced-TIME/ (nothing is deleted). --warm-start begins a run: where out/ holds one it is
     continued only by the command that began it."""
     if cfg.resume and cfg.fresh:
