@@ -24,9 +24,9 @@ import torch
 import data
 from data import DataError, crop_samples, spec_to_wav, wav_to_spec
 from evaluate import score
+from fast import optimise
 from model import Denoiser, load_model
 from sde import bcast, heun_step, randn_like, time_grid
-from speed import optimise
 from teacher import TrainConfig, fit, option, parse_config, preflight, set_determinism, setup_distributed, validate
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"

@@ -18,7 +18,7 @@ reading (any rate, channels averaged), resampling and the safe write; main() onl
 Fast by default where it is safe: on a GPU the network runs in float16 autocast (the STFTs, the
 preconditioning and the Fourier features stay float32; a file whose output overflows float16 is redone in
 float32) on 8 chunks of a long file per call, with cuDNN's fastest convolution algorithms; --compile adds
-torch.compile, --cuda-graph replays the U-Net from a CUDA graph for full chunks (speed.optimise, speed.GraphedNet).
+torch.compile, --cuda-graph replays the U-Net from a CUDA graph for full chunks (fast.optimise, fast.GraphedNet).
 On a CPU the defaults are float32 in channels-last memory format, chunk by chunk.
 """
 import argparse
@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import speed
 from data import AUDIO_EXTS, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, read_audio, resample, spec_to_wav, \
     wav_to_spec
+from fast import optimise
 from model import NUM_FREQS, crop_spec, load_model, pad_spec
 from sde import pc_sample
 
@@ -300,7 +300,7 @@ def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: no such checkpoint; train one with distill.py or pass --checkpoint")
     D, sde, kind = load_model(checkpoint, device)
-    speed.optimise(D, device, compiled, (batch, 4, NUM_FREQS, CHUNK_FRAMES) if cuda_graph else None)
+    optimise(D, device, compiled, (batch, 4, NUM_FREQS, CHUNK_FRAMES) if cuda_graph else None)
     steps = steps or (1 if kind == "student" else 30)
     if kind == "student" and steps > 1:
         raise DataError(f"--steps {steps}: a ROSE-CD student enhances in one step ({checkpoint} is a student); "

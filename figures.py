@@ -42,10 +42,10 @@ from data import ALPHA, BETA, DEMO, HOP, SAMPLE_RATE, DataError, crop_samples, l
 from distill import CHECKPOINTS, Config, load_teacher, rosecd_loss
 from enhance import pick_device
 from evaluate import require
+from fast import optimise
 from listen import spectrogram_db
 from model import crop_spec, load_model, pad_spec
 from sde import pc_sample, time_grid
-from speed import optimise
 
 FIGURES = ("sampling", "training-step", "curves")
 NOISY = DEMO / "vbdmd" / "noisy" / "p287_002.wav"  # 3.3 s of VoiceBank-DEMAND speech in noise, held out

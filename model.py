@@ -63,7 +63,7 @@ def linear(c_in, c_out):
 
 
 class GroupNorm(nn.GroupNorm):
-    """nn.GroupNorm, the same parameters and state_dict keys. With per_channel_moments set (speed.optimise
+    """nn.GroupNorm, the same parameters and state_dict keys. With per_channel_moments set (fast.optimise
     sets it for torch.compile on a GPU) it computes the same normalisation in another order: the mean and
     the variance of each channel over (F, T) first, then those of each group from its channels. torch.compile
     stores activations channels-last around cuDNN's convolutions, where the channels of a group are not

@@ -1,19 +1,14 @@
-"""Fast inference and speed benchmarks: not needed to understand the method.
+"""Speed benchmarks: how fast the teacher and the student enhance, and how fast one network call runs.
 
     python speed.py --preset small --device cuda           # teacher (30-step PC) vs student speed
     python speed.py --batch 1 8 --precision fp32 bf16      # one run per batch size and precision
     python speed.py --calls-only --batch 1 8 --precision fp32 tf32 bf16 fp16 --peak-tflops 765
     python speed.py --calls-only --batch 8 --precision fp16 --compile --cuda-graph --peak-tflops 765
 
-The reading path data -> sde -> model -> teacher -> distill -> enhance is the method; this file sits
-beside it. optimise makes a Denoiser fast on its device with the same output up to float rounding
-(memory format, cuDNN's algorithm search, torch.compile, CUDA graphs through GraphedNet): enhance.py's
---compile and --cuda-graph and the --compile of teacher.py and distill.py call it. benchmark times the
-teacher's predictor-corrector against the student's one step through the whole enhancement pipeline,
-benchmark_calls the student's network call alone (RESULTS.md sections 3 and 5).
-
-enhance.py imports this file at its top, so the benchmark's uses of enhance.py (precision, enhance_batch,
-pick_device, PRECISIONS) are imported inside its functions: no import cycle.
+A tool on top of the method, not needed to understand it. benchmark times the teacher's predictor-corrector
+against the student's one step through the whole enhancement pipeline (enhance.enhance_batch), benchmark_calls
+the student's network call alone (RESULTS.md sections 3 and 5); both make the networks fast as enhance.py does
+(fast.optimise: memory format, torch.compile, CUDA graphs).
 """
 import argparse
 import json
@@ -25,82 +20,11 @@ import numpy as np
 import torch
 
 from data import DEMO, HOP, SAMPLE_RATE, DataError, crop_samples, load_audio, wav_to_spec
+from enhance import PRECISIONS, enhance_batch, pick_device, precision
 from evaluate import check_writable
+from fast import optimise
 from listen import write_atomic
-from model import NUM_FREQS, PRESETS, Denoiser, GroupNorm, load_model, pad_spec
-
-
-# ----------------------------------------------------------------------------- fast inference
-
-def optimise(D, device, compiled=False, graph_shape=None):
-    """D, changed in place for fast inference on `device`, with the same output up to float rounding.
-    On a CPU: channels-last memory format (NHWC; NCSNpp converts its input to match), the layout of oneDNN's
-    fastest convolutions: 1.4 x faster for the small preset on a 2-core AVX-512 CPU. On a GPU the network
-    stays NCHW, 1.5 x faster there than channels-last in eager mode (RESULTS.md 5), and cuDNN times its
-    convolution algorithms on the first call of each shape and keeps the fastest (cudnn.benchmark).
-    compiled: the U-Net compiled by torch.compile (the first call of each input shape compiles, for a minute
-    or more); on a GPU its group norms take per-channel moments first (GroupNorm). graph_shape
-    [B, 4, 256, T], on a GPU only: the U-Net replayed from a CUDA graph for inputs of that shape
-    (GraphedNet). The Denoiser's complex preconditioning stays eager."""
-    gpu = torch.device(device).type == "cuda"
-    if gpu:
-        torch.backends.cudnn.benchmark = True
-    else:
-        D.to(memory_format=torch.channels_last)
-    if compiled:
-        if gpu:
-            for m in D.net.modules():
-                if isinstance(m, GroupNorm):
-                    m.per_channel_moments = True
-        D.net.compile()
-    if graph_shape is not None and gpu:
-        D.net = GraphedNet(D.net, graph_shape)
-    return D
-
-
-class GraphedNet(torch.nn.Module):
-    """The U-Net F(x, t) replayed from a CUDA graph for inputs x of one shape; other shapes run eagerly.
-
-    A CUDA graph records the kernels of one call with their memory addresses and launches them all at
-    once: at batch 1 the launches of the ~1,000 kernels of an eager call, not the arithmetic, set the
-    time. The first call of that shape under each precision() captures a graph in that autocast state
-    (a graph replays the arithmetic it recorded); each call copies its inputs into the recorded
-    ones, replays, and returns a copy of the recorded output, which the next replay overwrites."""
-
-    def __init__(self, net, shape):
-        super().__init__()
-        self.net, self.shape, self.graphs = net, tuple(shape), {}
-
-    def forward(self, x, t):
-        if tuple(x.shape) != self.shape:
-            return self.net(x, t)  # another shape (a file shorter than a chunk, a last smaller group): eager
-        key = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
-        if key not in self.graphs:
-            x_in, t_in = x.clone(), t.clone()
-            graph, out = capture_graph(lambda: self.net(x_in, t_in))
-            self.graphs[key] = graph, x_in, t_in, out
-        graph, x_in, t_in, out = self.graphs[key]
-        x_in.copy_(x)
-        t_in.copy_(t)
-        graph.replay()
-        return out.clone()
-
-
-def capture_graph(fn):
-    """(graph, output) of fn() captured as a CUDA graph, following torch.cuda.graphs: warm-up calls on a
-    side stream first, and no autocast weight cache during capture (its cast copies would be freed after
-    capture, while the graph still reads them)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), enabled=torch.is_autocast_enabled("cuda"),
-                        cache_enabled=False), torch.cuda.graph(graph):
-        out = fn()
-    return graph, out
+from model import NUM_FREQS, PRESETS, Denoiser, load_model, pad_spec
 
 
 # ----------------------------------------------------------------------------- benchmarks
@@ -143,7 +67,6 @@ def time_enhance(models, noisy, repeats=5, warmup=1, seed=0, batch=1, mode="fp32
     back into the caches after the other model ran (as when one model enhances file after file).
     On a GPU the clock is read after torch.cuda.synchronize().
     """
-    from enhance import enhance_batch, precision
     device = next(next(iter(models.values()))[0].parameters()).device
     noisy = np.tile(noisy, (batch, 1))
     times, calls = {role: [] for role in models}, {}
@@ -163,7 +86,6 @@ def time_enhance(models, noisy, repeats=5, warmup=1, seed=0, batch=1, mode="fp32
 
 def benchmark_device(device, batch, cuda_graph):
     """The torch.device of a benchmark, its options checked."""
-    from enhance import pick_device
     if batch < 1:
         raise DataError(f"--batch {batch}: must be at least 1")
     device = pick_device(device)
@@ -219,7 +141,6 @@ def time_calls(D, x_T, y, t, mode="fp32", repeats=20, warmup=3):
     """(seconds of each of `repeats` network calls D(x_T, y, t) alone, the last output): no STFT, no
     sampler, no copies to or from the device, after `warmup` untimed calls (they compile and capture
     where asked); on a GPU each call is timed between two synchronisations."""
-    from enhance import precision
     device = x_T.device
     times = []
     with precision(mode, device):
@@ -240,7 +161,6 @@ def benchmark_calls(preset="reference", checkpoint="", device="auto", batch=1, m
     relative error of the timed call's output against the plain float32 call, ||D - D_32|| / ||D_32||.
     Random weights: NCSN++ starts its output layers at zero, which would make the output the skip
     term alone; such layers get N(0, 0.01^2) weights here, so that every path reaches the output."""
-    from enhance import precision
     default_threads = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
@@ -320,7 +240,6 @@ def summary_table(results):
 # ----------------------------------------------------------------------------- command line
 
 def make_parser():
-    from enhance import PRECISIONS
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default="reference", choices=sorted(PRESETS), help="network size without checkpoints")

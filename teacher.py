@@ -40,10 +40,10 @@ import data
 from data import DataError, wav_to_spec
 from enhance import enhance_wav
 from evaluate import require, score
+from fast import optimise
 from model import (PART_BYTES, PRESETS, Denoiser, export_checkpoint, load_checkpoint, pack_checkpoint,
                    save_checkpoint, unpack_checkpoint)
 from sde import SDE, bcast, randn_like
-from speed import optimise
 
 
 def option(default, help, choices=None):
@@ -324,7 +324,7 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device, resume
     Fast on a GPU: the batches are mixed on the GPU from audio held in its memory (data.make_batches),
     Adam is fused, no step waits for the GPU (losses are read every log_every updates), and with
     --compile the U-Nets of the model and of the EMA (distill.py's target) are compiled, as for
-    inference (speed.optimise); validation runs them eagerly, since whole files have other shapes.
+    inference (fast.optimise); validation runs them eagerly, since whole files have other shapes.
     """
     t_start = time.time()  # GPU time counts from here: loading the audio holds the GPU too
     out = Path(cfg.out)

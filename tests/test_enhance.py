@@ -1,7 +1,7 @@
 """enhance.py: one call per chunk (or group of chunks), seamless overlap-add, bounded memory, seeds,
 the network's precision, and a command line that survives every bad input with one clear error line and
-never leaves a partial file. The fast paths enhance.py takes from speed.py (channels-last, torch.compile,
-CUDA graphs) are tested in tests/test_speed.py.
+never leaves a partial file. The fast paths enhance.py takes from fast.py (channels-last, torch.compile,
+CUDA graphs) are tested in tests/test_fast.py.
 
 The tiny NCSN++ costs about a second of CPU per 4-s chunk, so the tests that need many chunks
 (call counting, memory) swap its U-Net for Wide, a cheap stand-in of the same interface; all

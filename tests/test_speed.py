@@ -1,6 +1,5 @@
-"""speed.py: the fast inference paths (channels-last, torch.compile, CUDA-graph dispatch with the capture
-faked on the CPU) give the eager output, and the benchmarks time what they say (teacher against student
-through the whole pipeline; the student's network call alone, with its FLOP rate)."""
+"""speed.py: the benchmarks time what they say (teacher against student through the whole pipeline; the
+student's network call alone, with its FLOP rate). The fast paths they use are tested in tests/test_fast.py."""
 import dataclasses
 import json
 
@@ -8,12 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import enhance
 import speed
-from data import wav_to_spec
-from model import Denoiser, GroupNorm, save_checkpoint
+from model import Denoiser, save_checkpoint
 from sde import SDE
-from test_enhance import Wide, demo_speech, tiny
 
 
 def run_main(*args):
@@ -23,83 +19,6 @@ def run_main(*args):
     except SystemExit as e:
         return e.code
     return None
-
-
-# ----------------------------------------------------------------------------- fast inference
-
-def test_channels_last_network_gives_the_contiguous_output():
-    D = tiny("one")
-    y = wav_to_spec(torch.from_numpy(demo_speech(1.0)))[None, ..., :64]
-    x_T, t = D.sde.prior_sample(y, torch.Generator().manual_seed(0)), torch.ones(1)
-    with torch.no_grad():
-        ref = D(x_T, y, t)
-        speed.optimise(D, "cpu")  # channels-last: the same arithmetic in another memory layout
-        assert D.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-        layouts = []
-        D.net.conv_in.register_forward_pre_hook(
-            lambda m, inp: layouts.append(inp[0].is_contiguous(memory_format=torch.channels_last)))
-        out = D(x_T, y, t)
-    assert layouts == [True]  # the input follows the weights into NHWC
-    err = ((out - ref).abs().max() / ref.abs().max()).item()
-    assert err < 1e-5, err
-
-
-def test_optimise_for_a_gpu_keeps_nchw_and_compiles_with_per_channel_moments(monkeypatch):
-    """What optimise changes for a GPU, checked on a CPU model (nothing here runs on a GPU)."""
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    D = tiny("one")
-    speed.optimise(D, "cuda", compiled=True)
-    assert torch.backends.cudnn.benchmark  # cuDNN times its algorithms once per shape
-    assert D.net.conv_in.weight.is_contiguous()  # NCHW on a GPU
-    norms = [m for m in D.net.modules() if isinstance(m, GroupNorm)]
-    assert norms and all(m.per_channel_moments for m in norms)
-    cpu = tiny("one")
-    speed.optimise(cpu, "cpu", compiled=True)
-    assert not any(m.per_channel_moments for m in cpu.net.modules() if isinstance(m, GroupNorm))
-
-
-class FakeGraph:
-    """CPU stand-in for a captured CUDA graph: replay() recomputes fn() into the recorded output, as
-    the recorded kernels rewrite the recorded output buffer on a GPU."""
-
-    def __init__(self, fn, out):
-        self.fn, self.out, self.replays = fn, out, 0
-
-    def replay(self):
-        self.replays += 1
-        self.out.copy_(self.fn())
-
-
-def test_graphed_net_replays_its_shape_and_runs_other_shapes_eagerly(monkeypatch):
-    captured = []
-
-    def capture(fn):
-        captured.append(FakeGraph(fn, fn()))
-        return captured[-1], captured[-1].out
-
-    monkeypatch.setattr(speed, "capture_graph", capture)
-    net, eager = tiny("one").net, tiny("one").net  # the same weights; the second is never graphed
-    graphed = speed.GraphedNet(net, (1, 4, 256, 64))
-    rng = torch.Generator().manual_seed(0)
-    xs = [torch.randn(1, 4, 256, frames, generator=rng) for frames in (64, 64, 128)]
-    t = torch.ones(1)
-    with torch.no_grad():
-        outs = [graphed(x, t) for x in xs]  # two calls of the captured shape (64 frames), one of 128 frames
-        refs = [eager(x, t) for x in xs]
-    assert len(captured) == 1 and captured[0].replays == 2  # captured once, replayed for 64 frames only
-    for out, ref in zip(outs, refs):  # the first output is a copy: the second replay did not overwrite it
-        assert out.shape == ref.shape and torch.allclose(out, ref, rtol=1e-5, atol=1e-6)
-
-
-def test_compiled_network_gives_the_eager_output():
-    """torch.compile (inductor, here on the CPU) of the cheap stand-in: ~16 s with a cold compile cache, 5 s warm."""
-    D, noisy = tiny("one"), demo_speech(3.0)
-    D.net = Wide()
-    kwargs = dict(steps=1, chunk_frames=128, overlap_frames=32, batch=2)
-    ref, _ = enhance.enhance_wav(D, D.sde, noisy, generator=torch.Generator().manual_seed(0), **kwargs)
-    speed.optimise(D, "cpu", compiled=True)
-    out, calls = enhance.enhance_wav(D, D.sde, noisy, generator=torch.Generator().manual_seed(0), **kwargs)
-    assert calls == 2 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
 
 
 # ----------------------------------------------------------------------------- benchmarks
@@ -135,7 +54,7 @@ def test_benchmark_loads_checkpoints_and_refuses_foreign_files(tmp_path):
 def test_calls_only_benchmark_times_the_network_and_reports_flop_rates(tmp_path, capsys, monkeypatch):
     asked = []
 
-    def optimise(D, device, compiled=False, graph_shape=None):  # records the request; compiling is tested above
+    def optimise(D, device, compiled=False, graph_shape=None):  # records the request; tests/test_fast.py compiles
         asked.append((compiled, graph_shape))
         return D
 
