@@ -2,15 +2,14 @@
 
     python evaluate.py --clean CLEAN --enhanced ENHANCED --noisy NOISY   # per-file CSV, JSON and markdown summary
     python evaluate.py --enhanced ENHANCED --dnsmos       # no reference: DNSMOS (pip install -r requirements-dnsmos.txt)
-    python evaluate.py --clean C --enhanced E --noisy N --plot p287_001   # and a PNG spectrogram (needs matplotlib)
     python evaluate.py --clean C --noisy N --enhanced T S --names teacher student --out OUT --page   # listening page
     python evaluate.py --noisy N --enhanced T S --names teacher student --out OUT --page --dnsmos   # no clean files
     python evaluate.py --compare scores/rosecd scores/teacher   # paired differences of two scored folders
 
 The metric functions take 16 kHz float numpy arrays of equal length, the reference first.
 Folders are matched by relative path without extension (clean/a/b.wav goes with enhanced/a/b.flac).
-The speed benchmark is speed.py. The pictures are figures.py's: --plot draws with its plot_spectrograms, and
-the training curves are `python figures.py curves --logs LOG ...`.
+The speed benchmark is speed.py. The pictures are figures.py's: a file's spectrograms are
+`python figures.py spectrograms --noisy N --enhanced E --clean C`, the training curves `python figures.py curves`.
 """
 import argparse
 import csv
@@ -306,7 +305,7 @@ def make_parser():
     g.add_argument("--noisy", default="", metavar="DIR",
                    help="folder of noisy inputs: adds SI-SIR and SI-SAR (noise = noisy - clean); with --page, the "
                    "page's first column (scored too, into OUT/noisy), with or without --clean")
-    g.add_argument("--out", default="", metavar="DIR", help="results folder (scores.csv, scores.json, scores.md, PNGs); "
+    g.add_argument("--out", default="", metavar="DIR", help="results folder (scores.csv, scores.json, scores.md); "
                    "empty: the --enhanced folder; required with several --enhanced folders or --page")
     g.add_argument("--overwrite", action="store_true", help="replace earlier result files in --out")
     g.add_argument("--pesq-mode", default="wb", choices=("wb", "nb"),
@@ -318,8 +317,6 @@ def make_parser():
                    help="add DNSMOS SIG/BAK/OVRL (needs speechmos); works without --clean")
     g.add_argument("--max-length-diff", type=int, default=MAX_LENGTH_DIFF, metavar="N",
                    help="samples at 16 kHz by which matched files may differ (trimmed to the shorter)")
-    g.add_argument("--plot", nargs="+", default=[], metavar="NAME",
-                   help="files (relative path, extension optional) to draw as OUT/NAME.png (needs matplotlib)")
     g = p.add_argument_group("listening page")
     g.add_argument("--names", nargs="+", default=[], metavar="NAME",
                    help="a name for each --enhanced folder, in order: its results folder OUT/NAME and its column on "
@@ -389,21 +386,10 @@ def run_scoring(a):
         require("pysepm", "pysepm-evo", "--composite")
     if a.dnsmos:
         require("speechmos.dnsmos", "speechmos", "--dnsmos", f"-r {Path(__file__).parent / 'requirements-dnsmos.txt'}")
-    if a.plot and not single:
-        raise DataError("--plot draws the files of one --enhanced folder (--page shows a spectrogram of each file)")
-    if a.plot:
-        require("matplotlib", "matplotlib", "--plot")
-    found = {role: audio_files(folder) for role, folder in
-             (("enhanced", a.enhanced[0]), ("clean", a.clean), ("noisy", a.noisy)) if folder}
-    names = [str(Path(n).with_suffix("")) if Path(n).suffix.lower() in AUDIO_EXTS else n for n in a.plot]
-    for n in names:
-        if n not in found["enhanced"]:
-            raise DataError(f"--plot {n}: no such file in {a.enhanced[0]}")
     out = Path(a.out or a.enhanced[0])
     order = sorted(folders, key=lambda name: name != "noisy")  # the page's columns: noisy first, then --enhanced
     page_files = [out / "index.html"] + [out / name for name in order + ["clean"] * bool(a.clean)] if a.page else []
-    check_writable([outs[name] / f for name in outs for f in RESULT_FILES] + page_files
-                   + [out / f"{n}.png" for n in names], a.overwrite)
+    check_writable([outs[name] / f for name in outs for f in RESULT_FILES] + page_files, a.overwrite)
 
     scored = {}
     for name, folder in folders.items():
@@ -424,10 +410,6 @@ def run_scoring(a):
         print(("" if single else f"{name}\n") + markdown_table(summary), end="")
         print(f"{len(rows)} files scored, {len(skipped)} skipped; results in {outs[name]}/")
         results[name] = rows, summary, skipped
-    if names:
-        from figures import plot_spectrograms  # here, not at the top: figures.py imports this file
-    for n in names:
-        plot_spectrograms({role: files[n] for role, files in found.items() if n in files}, out / f"{n}.png")
     if a.page:
         sources = {name: folders[name] for name in order} | ({"clean": a.clean} if a.clean else {})
         columns = {name: audio_files(folder) for name, folder in sources.items()}

@@ -1,10 +1,11 @@
 """The method in pictures: spectrograms of a real recording as the teacher, the student and a training step see it,
-and the training curves of the runs.
+the training curves of the runs, and the spectrograms of enhanced files.
 
     python figures.py sampling          # docs/sampling.png from the bundled p287_002 and checkpoints
     python figures.py training-step     # docs/training-step.png
     python figures.py sampling --noisy N.wav --clean C.wav --teacher T.pt --student S.pt --out sampling.png
     python figures.py curves --logs runs/teacher/log.jsonl runs/rosecd/log.jsonl   # ./training_curves.png
+    python figures.py spectrograms --noisy N.wav --enhanced E.wav --clean C.wav --out E.png   # ./spectrograms.png
 
 sampling: the noisy input y; the teacher's predictor-corrector sampler (sde.pc_sample, 30 steps) from its
 start x_T = y + sigma(T) z through its states after steps 5, 10 and 20 to its output; the student's one-step
@@ -25,7 +26,10 @@ by the noisy peak, on one colour scale (80 dB below the figure's loudest bin up 
 
 curves: the log.jsonl files of teacher.py and distill.py runs, a column per kind (teacher, student): the
 training loss (a moving mean over --smooth log entries) and the validation PESQ and SI-SDR of the EMA weights;
-no checkpoint or audio is read. plot_spectrograms draws evaluate.py --plot's pictures of scored files.
+no checkpoint or audio is read.
+
+spectrograms: the noisy, enhanced and clean versions of one file side by side (any of --noisy and --clean may be
+left out), STFT 510/128 as the model sees it, on one colour scale; no checkpoint is read.
 """
 import argparse
 import io
@@ -47,7 +51,7 @@ from listen import spectrogram_db
 from model import crop_spec, load_model, pad_spec
 from sde import pc_sample, time_grid
 
-FIGURES = ("sampling", "training-step", "curves")
+FIGURES = ("sampling", "training-step", "curves", "spectrograms")
 NOISY = DEMO / "vbdmd" / "noisy" / "p287_002.wav"  # 3.3 s of VoiceBank-DEMAND speech in noise, held out
 CLEAN = DEMO / "vbdmd" / "clean" / "p287_002.wav"
 TEACHER = CHECKPOINTS / "teacher-small.pt"
@@ -252,11 +256,12 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
     return {kind: [run_name(path) for path, _ in paths] for kind, paths in runs.items()}
 
 
-# ----------------------------------------------------------------------------- evaluate.py --plot
+# ----------------------------------------------------------------------------- spectrograms of files
 
 def plot_spectrograms(paths, png):
     """One PNG of the log-magnitude spectrograms of paths {role: file} (noisy, enhanced, clean,
-    left to right), STFT 510/128 as the model sees it, one colour scale: 80 dB below the loudest bin."""
+    left to right), STFT 510/128 as the model sees it, one colour scale: 80 dB below the loudest bin.
+    Returns the panel titles."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -274,6 +279,7 @@ def plot_spectrograms(paths, png):
     axes[0][0].set_ylabel("frequency [kHz]")
     fig.colorbar(im, ax=list(axes[0]), label="dB")
     save_png(fig, png)
+    return [f"{r}: {Path(paths[r]).name}" for r in roles]
 
 
 # ----------------------------------------------------------------------------- command line
@@ -292,14 +298,15 @@ def read_pair(noisy, clean, max_seconds):
     return noisy, clean
 
 
-def make_figure(figure, noisy=str(NOISY), clean=None, teacher=str(TEACHER), student=str(STUDENT), out=None, seed=0,
-           device="cpu", max_seconds=None, num_frames=256, logs=(), smooth=SMOOTH, x="update"):
-    """The command line's work: draw `figure` into `out` (default docs/FIGURE.png; for curves training_curves.png in
-    the current folder). Returns the panel titles, for curves {kind: [run names]}."""
+def make_figure(figure, noisy=None, clean=None, teacher=str(TEACHER), student=str(STUDENT), out=None, seed=0,
+                device="cpu", max_seconds=None, num_frames=256, logs=(), smooth=SMOOTH, x="update", enhanced=None):
+    """The command line's work: draw `figure` into `out` (default docs/FIGURE.png; for curves training_curves.png
+    and for spectrograms spectrograms.png in the current folder). noisy None: the bundled p287_002 for sampling
+    and training-step, none for spectrograms. Returns the panel titles, for curves {kind: [run names]}."""
     if figure not in FIGURES:
         raise DataError(f"{figure}: choose one of {', '.join(FIGURES)}")
-    default = Path("training_curves.png") if figure == "curves" else \
-        Path(__file__).resolve().parent / "docs" / f"{figure}.png"
+    default = {"curves": Path("training_curves.png"), "spectrograms": Path("spectrograms.png")}.get(
+        figure, Path(__file__).resolve().parent / "docs" / f"{figure}.png")
     out = Path(out) if out else default
     if out.suffix.lower() != ".png":
         raise DataError(f"--out {out}: the figure is a PNG file; name it NAME.png")
@@ -312,6 +319,13 @@ def make_figure(figure, noisy=str(NOISY), clean=None, teacher=str(TEACHER), stud
             raise DataError(f"--smooth {smooth}: must be at least 1")
         require("matplotlib", "matplotlib", "figures.py")
         return plot_curves(logs, out, smooth, x)
+    if figure == "spectrograms":  # the files only: no checkpoint
+        if not enhanced:
+            raise DataError("spectrograms needs --enhanced: the enhanced file (--noisy and --clean are drawn beside it)")
+        require("matplotlib", "matplotlib", "figures.py")
+        return plot_spectrograms({role: path for role, path in (("noisy", noisy), ("enhanced", enhanced),
+                                                                ("clean", clean)) if path}, out)
+    noisy = noisy or str(NOISY)
     if max_seconds is not None and not max_seconds > 0:
         raise DataError(f"--max-seconds {max_seconds}: must be positive")
     if num_frames < 64 or num_frames % 64:
@@ -345,13 +359,18 @@ def make_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("figure", choices=FIGURES,
                         help="sampling: the teacher's sampler and the student's one step; training-step: one "
-                        "ROSE-CD training step; curves: the training curves of teacher.py / distill.py runs")
-    parser.add_argument("--noisy", metavar="FILE", default=str(NOISY),
-                        help="sampling, training-step: noisy recording (any rate, channels averaged) "
-                        "(default: demo/vbdmd/noisy/p287_002.wav)")
+                        "ROSE-CD training step; curves: the training curves of teacher.py / distill.py runs; spectrograms: "
+                        "the noisy, enhanced and clean versions of a file")
+    parser.add_argument("--noisy", metavar="FILE", default=None,
+                        help="sampling, training-step: noisy recording (any rate, channels averaged); spectrograms: "
+                        "the noisy file, drawn left (default: demo/vbdmd/noisy/p287_002.wav for sampling and "
+                        "training-step, none for spectrograms)")
     parser.add_argument("--clean", metavar="FILE", default=None,
-                        help="sampling, training-step: its clean reference; training-step needs it "
+                        help="sampling, training-step, spectrograms: its clean reference; training-step needs it "
                         "(default: demo/vbdmd/clean/p287_002.wav for the default --noisy, else none)")
+    parser.add_argument("--enhanced", metavar="FILE", default=None,
+                        help="spectrograms: the enhanced file, drawn between --noisy and --clean on their colour "
+                        "scale (default: none; spectrograms needs it)")
     parser.add_argument("--teacher", metavar="CKPT", default=str(TEACHER),
                         help="sampling, training-step: teacher checkpoint, this project's or an official one "
                         "(default: checkpoints/teacher-small.pt)")
@@ -363,7 +382,7 @@ def make_parser():
                         "(default: none; curves needs them)")
     parser.add_argument("--out", metavar="PNG", default=None,
                         help="the figure's file, in an existing folder (default: docs/FIGURE.png beside figures.py; "
-                        "for curves training_curves.png in the current folder)")
+                        "for curves training_curves.png and for spectrograms spectrograms.png in the current folder)")
     parser.add_argument("--seed", metavar="N", type=int, default=0,
                         help="sampling, training-step: seed of every random draw: the noise z, and in training-step "
                         "the crop, n, z' (default: 0)")

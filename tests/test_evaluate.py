@@ -1,5 +1,5 @@
-"""Evaluation: metrics against direct calls and closed forms, folder matching, bad input, --plot (the pictures
-themselves: tests/test_figures.py; the speed benchmark: tests/test_speed.py)."""
+"""Evaluation: metrics against direct calls and closed forms, folder matching, bad input (a file's spectrograms:
+tests/test_figures.py; the speed benchmark: tests/test_speed.py)."""
 import csv
 import json
 import subprocess
@@ -201,13 +201,10 @@ def test_results_are_never_overwritten_without_the_option(tmp_path):
 
 # ----------------------------------------------------------------------------- optional packages
 
-@pytest.mark.parametrize("option, module", [("--composite", "pysepm"), ("--dnsmos", "speechmos"),
-                                            ("--plot", "matplotlib")])
+@pytest.mark.parametrize("option, module", [("--composite", "pysepm"), ("--dnsmos", "speechmos")])
 def test_a_missing_optional_package_is_named_before_any_work(tmp_path, option, module, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # None in sys.modules: the import fails, installed or not
-    args = ["--clean", CLEAN, "--enhanced", NOISY, "--out", tmp_path, option]
-    args += ["p287_001"] if option == "--plot" else []
-    message = run_main(*args)
+    message = run_main("--clean", CLEAN, "--enhanced", NOISY, "--out", tmp_path, option)
     assert message.startswith("error:") and option in message and "pip install" in message
     assert not list(tmp_path.iterdir())
 
@@ -256,46 +253,22 @@ def test_dnsmos_scores_real_recordings_with_the_models_inside_speechmos(tmp_path
     assert read_csv(tmp_path / "out" / "scores.csv") == {"p287_004": s_noisy}
 
 
-# ----------------------------------------------------------------------------- pictures
-
-def test_plot_draws_the_named_files_with_figures_plot_spectrograms(tmp_path, monkeypatch):
-    """The files named by --plot, with or without extension, each drawn once from its noisy, enhanced and clean
-    files into OUT/NAME.png; the drawing (tests/test_figures.py) is replaced by a recorder, and matplotlib, which is
-    optional, by an empty stand-in."""
-    import figures
-    drawn = {}
-
-    def record(paths, png):
-        drawn[png] = paths
-        png.write_bytes(b"\x89PNG")
-
-    monkeypatch.setitem(sys.modules, "matplotlib", types.ModuleType("matplotlib"))
-    monkeypatch.setattr(figures, "plot_spectrograms", record)
-    assert run_main("--clean", CLEAN, "--enhanced", NOISY, "--noisy", NOISY, "--out", tmp_path,
-                    "--plot", "p287_001", "p287_002.wav") is None
-    assert sorted(drawn) == [tmp_path / "p287_001.png", tmp_path / "p287_002.png"]
-    for png, paths in drawn.items():
-        assert paths == {"enhanced": NOISY / f"{png.stem}.wav", "clean": CLEAN / f"{png.stem}.wav",
-                         "noisy": NOISY / f"{png.stem}.wav"}
-        assert png.read_bytes() == b"\x89PNG"
-    message = run_main("--clean", CLEAN, "--enhanced", NOISY, "--out", tmp_path / "o", "--plot", "p287_999")
-    assert message.startswith("error:") and "no such file" in message
-
-
 def test_help_lists_every_option_with_its_default(capsys):
     with pytest.raises(SystemExit):
         evaluate.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--clean", "--enhanced", "--noisy", "--out", "--overwrite", "--pesq-mode", "--sir-sar",
-                   "--composite", "--dnsmos", "--max-length-diff", "--plot", "--names", "--page", "--page-rows",
+                   "--composite", "--dnsmos", "--max-length-diff", "--names", "--page", "--page-rows",
                    "--page-sort", "--compare"):
         assert option in text
     assert "(default: 16)" in text and "(default: sgmse)" in text
     assert "--benchmark" not in text and "--calls-only" not in text  # the speed benchmark is speed.py
     assert "--curves" not in text  # the training curves are figures.py's: python figures.py curves --logs LOG ...
-    with pytest.raises(SystemExit) as e:
-        evaluate.main(["--curves", "log.jsonl"])
-    assert e.value.code == 2  # refused by argparse
+    assert "--plot" not in text  # a file's spectrograms too: python figures.py spectrograms --enhanced FILE ...
+    for gone in (["--curves", "log.jsonl"], ["--plot", "p287_001"]):
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(gone)
+        assert e.value.code == 2  # refused by argparse
 
 
 def test_compare_reports_paired_differences_of_two_scored_folders(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """figures.py: both method figures drawn from a bundled recording with tiny random checkpoints (seconds on a CPU),
-the sampling figure's outputs equal to enhance.py's, the training curves and evaluate.py --plot's spectrograms
+the sampling figure's outputs equal to enhance.py's, the training curves and a file's spectrograms
 drawn from the right numbers, and bad input refused with one error line. matplotlib is optional: without it the
 drawing tests are skipped (or use a stand-in) and the figures refuse to start with the install line."""
 import dataclasses
@@ -148,7 +148,7 @@ def stand_in_matplotlib(monkeypatch, axes):
 
 
 def test_spectrograms_show_noisy_enhanced_clean_on_one_colour_scale(tmp_path, monkeypatch):
-    """evaluate.py --plot's picture (tests/test_evaluate.py: which files it is given)."""
+    """The spectrograms figure's picture (test_spectrograms_draws_the_files_it_is_given: which files it is given)."""
     panels = []
     stand_in_matplotlib(monkeypatch, lambda rows, cols: [panels.append([mock.MagicMock() for _ in range(cols)])
                                                          or panels[-1]])
@@ -171,6 +171,29 @@ def test_spectrograms_are_a_real_png_where_matplotlib_is_installed(tmp_path):
     figures.plot_spectrograms({"noisy": NOISY / "p287_001.wav", "enhanced": NOISY / "p287_001.wav",
                                "clean": CLEAN / "p287_001.wav"}, tmp_path / "p287_001.png")
     assert is_png(tmp_path / "p287_001.png")
+
+
+def test_spectrograms_draws_the_files_it_is_given(tmp_path, monkeypatch):
+    """python figures.py spectrograms: each file named in its role, into --out or ./spectrograms.png; the drawing is
+    replaced by a recorder, and matplotlib, which is optional, by a stand-in."""
+    stand_in_matplotlib(monkeypatch, lambda rows, cols: [[mock.MagicMock() for _ in range(cols)]])
+    draw, drawn = figures.plot_spectrograms, []
+    monkeypatch.setattr(figures, "plot_spectrograms", lambda paths, png: drawn.append((paths, png)) or draw(paths, png))
+    files = {"noisy": str(NOISY / "p287_001.wav"), "enhanced": str(NOISY / "p287_002.wav"),
+             "clean": str(CLEAN / "p287_001.wav")}
+    titles = figures.main(["spectrograms", *(x for role, path in files.items() for x in (f"--{role}", path)),
+                           "--out", str(tmp_path / "a.png")])
+    assert titles == ["noisy: p287_001.wav", "enhanced: p287_002.wav", "clean: p287_001.wav"]
+    monkeypatch.chdir(tmp_path)
+    figures.main(["spectrograms", "--enhanced", files["enhanced"]])  # no noisy, no clean: only the enhanced
+    assert drawn == [(files, tmp_path / "a.png"), ({"enhanced": files["enhanced"]}, Path("spectrograms.png"))]
+    assert is_png(tmp_path / "a.png") and is_png(tmp_path / "spectrograms.png")
+    out = ["--out", str(tmp_path / "bad.png")]
+    for argv, message in {("spectrograms", *out): "spectrograms needs --enhanced",
+                          ("spectrograms", "--enhanced", str(tmp_path / "missing.wav"), *out): "no such file"}.items():
+        line = error_of(*argv)
+        assert line.startswith("error:") and message in line and "\n" not in line, (argv, line)
+    assert not (tmp_path / "bad.png").exists()
 
 
 def test_curves_put_teacher_and_student_runs_in_their_own_columns(tmp_path, monkeypatch):
