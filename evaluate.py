@@ -2,8 +2,7 @@
 
     python evaluate.py --clean CLEAN --enhanced ENHANCED --noisy NOISY   # per-file CSV, JSON and markdown summary
     python evaluate.py --enhanced ENHANCED --dnsmos       # no reference: DNSMOS (pip install -r requirements-dnsmos.txt)
-    python evaluate.py --clean C --noisy N --enhanced T S --names teacher student --out OUT --page   # listening page
-    python evaluate.py --noisy N --enhanced T S --names teacher student --out OUT --page --dnsmos   # no clean files
+    python evaluate.py --clean C --noisy N --enhanced T S --names teacher student --out OUT   # OUT/teacher, OUT/student
     python evaluate.py --compare scores/rosecd scores/teacher   # paired differences of two scored folders
 
 The metric functions take 16 kHz float numpy arrays of equal length, the reference first.
@@ -16,6 +15,7 @@ import csv
 import importlib
 import io
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,7 +24,6 @@ import numpy as np
 from tqdm import tqdm
 
 from data import AUDIO_EXTS, SAMPLE_RATE, DataError, read_audio, resample
-from listen import LABELS, write_atomic, write_page
 
 EPS = 1e-12
 MAX_LENGTH_DIFF = 16  # samples at 16 kHz (1 ms): longer differences are a mismatch, shorter ones are trimmed
@@ -183,7 +182,7 @@ def check_request(clean, noisy, use_dnsmos, page=False):
     if not clean and not use_dnsmos:
         raise DataError("--clean is required (without a clean reference only --dnsmos can score)")
     if noisy and not clean and not page:
-        raise DataError("--noisy needs --clean (the noise is noisy - clean), or --page (the page's noisy column)")
+        raise DataError("--noisy needs --clean (the noise is noisy - clean), or listen.py (the page's noisy column)")
 
 
 def score_folders(enhanced, clean=None, noisy=None, pesq_mode="wb", sir_sar="sgmse", use_composite=False,
@@ -245,6 +244,15 @@ def check_writable(paths, overwrite):
         raise DataError(f"{existing[0]} exists: pass --overwrite to replace it, or choose another --out")
 
 
+def write_atomic(path, data):
+    """Write text or bytes through a temporary file and a rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
 def write_results(out, rows, summary, skipped, meta):
     """out/scores.csv (one row per file, full precision), scores.json (summary, skipped files and
     the options) and scores.md (the summary table)."""
@@ -295,19 +303,23 @@ def compare_table(diff, a, b):
 
 # ----------------------------------------------------------------------------- command line
 
-def make_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def scoring_parser():
+    """The scoring options: evaluate.py's, and listen.py's, which scores before it draws its page (an argparse
+    parent: no --help of its own)."""
+    p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("scoring")
     g.add_argument("--clean", default="", metavar="DIR", help="folder of clean references")
     g.add_argument("--enhanced", nargs="+", default=[], metavar="DIR",
                    help="folder of enhanced files to score (subfolders too); several: one results folder OUT/NAME each")
     g.add_argument("--noisy", default="", metavar="DIR",
-                   help="folder of noisy inputs: adds SI-SIR and SI-SAR (noise = noisy - clean); with --page, the "
+                   help="folder of noisy inputs: adds SI-SIR and SI-SAR (noise = noisy - clean); in listen.py, the "
                    "page's first column (scored too, into OUT/noisy), with or without --clean")
     g.add_argument("--out", default="", metavar="DIR", help="results folder (scores.csv, scores.json, scores.md); "
-                   "empty: the --enhanced folder; required with several --enhanced folders or --page")
+                   "empty: the --enhanced folder; required with several --enhanced folders, and by listen.py")
     g.add_argument("--overwrite", action="store_true", help="replace earlier result files in --out")
+    g.add_argument("--names", nargs="+", default=[], metavar="NAME",
+                   help="a name for each of several --enhanced folders, in order: its results folder OUT/NAME (and "
+                   "its column on listen.py's page); empty: the folders' own names")
     g.add_argument("--pesq-mode", default="wb", choices=("wb", "nb"),
                    help="PESQ wide-band or narrow-band (column pesq_nb)")
     g.add_argument("--sir-sar", default="sgmse", choices=("sgmse", "projection"),
@@ -317,20 +329,12 @@ def make_parser():
                    help="add DNSMOS SIG/BAK/OVRL (needs speechmos); works without --clean")
     g.add_argument("--max-length-diff", type=int, default=MAX_LENGTH_DIFF, metavar="N",
                    help="samples at 16 kHz by which matched files may differ (trimmed to the shorter)")
-    g = p.add_argument_group("listening page")
-    g.add_argument("--names", nargs="+", default=[], metavar="NAME",
-                   help="a name for each --enhanced folder, in order: its results folder OUT/NAME and its column on "
-                   "the page; empty: the folders' own names")
-    g.add_argument("--page", action="store_true",
-                   help="also write OUT/index.html: per file, a player, a spectrogram and the scores of the noisy "
-                   "input (scored too, into OUT/noisy), of each --enhanced folder and of the clean reference; audio "
-                   "and PNGs in OUT/NAME/, linked by relative paths. Without --clean (real recordings): no clean "
-                   "column, and DNSMOS (--dnsmos) in place of the reference scores")
-    g.add_argument("--page-rows", type=int, default=0, metavar="N",
-                   help="files on the page: the N/2 with the lowest and the N/2 with the highest --page-sort of the "
-                   "first --enhanced folder; 0: every file")
-    g.add_argument("--page-sort", default="pesq", choices=list(LABELS), metavar="METRIC",
-                   help="score that --page-rows picks files by: " + ", ".join(LABELS))
+    return p
+
+
+def make_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[scoring_parser()],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("paired comparison")
     g.add_argument("--compare", nargs=2, default=[], metavar=("A", "B"),
                    help="two results folders of this scoring (scores.csv): mean difference A - B per metric over "
@@ -338,85 +342,92 @@ def make_parser():
     return p
 
 
-def plan_versions(a):
-    """({name: folder to score}, {name: its results folder}). One --enhanced folder without --page: the
-    version 'enhanced', results in --out or else the folder itself. Several folders, or --page: results in
-    OUT/NAME, each NAME from --names or the folder's own name; with --page and --noisy the noisy input is
-    scored too, as the version 'noisy'. No results folder may be an input folder, lie in one or hold one."""
-    if not a.enhanced:
-        raise DataError("--enhanced is required")
-    if a.page_rows and not a.page:
-        raise DataError("--page-rows needs --page")
-    if len(a.enhanced) == 1 and not a.page:
-        if a.names:
-            raise DataError("--names names several --enhanced folders, or the columns of --page")
-        return {"enhanced": a.enhanced[0]}, {"enhanced": Path(a.out or a.enhanced[0])}
-    if not a.out:
-        raise DataError("--out is required with several --enhanced folders or --page")
-    names = a.names or [Path(folder).resolve().name for folder in a.enhanced]
-    if len(names) != len(a.enhanced):
-        raise DataError(f"--names gives {len(names)} names for {len(a.enhanced)} --enhanced folders")
-    folders = {}
-    for name, folder in zip(names, a.enhanced):
-        if not re.fullmatch(r"\w[\w.-]*", name):
-            raise DataError(f"--names {name!r}: a name becomes a folder name: letters, digits, '_', '-' and '.'")
-        if name in folders or a.page and name in ("noisy", "clean"):
-            raise DataError(f"the name {name} is taken (by another folder, or a column of the page: noisy, clean); "
-                            "choose others with --names")
-        folders[name] = folder
-    if a.page and a.noisy:
-        folders["noisy"] = a.noisy
-    outs = {name: Path(a.out) / name for name in folders}
-    written = list(outs.values()) + ([Path(a.out) / "clean"] if a.page and a.clean else [])
-    for folder in filter(None, (a.clean, a.noisy, *a.enhanced)):
-        i = Path(folder).resolve()
-        for r in written:
-            if r.resolve() == i or i in r.resolve().parents or r.resolve() in i.parents:
-                raise DataError(f"{r}: would be written in or around the input folder {folder}; choose another --out")
-    return folders, outs
-
-
-def run_scoring(a):
-    """Score each version of plan_versions and write its results, and with --page the listening page.
-    Returns (rows, summary, skipped) for one --enhanced folder without --page, else {name: that triple}."""
-    single = len(a.enhanced) == 1 and not a.page
-    folders, outs = plan_versions(a)
-    check_request(a.clean, a.noisy, a.dnsmos, a.page)
+def check_scoring(a, page=False):
+    """The scoring options checked before any work: the references they need, the optional packages. page:
+    for listen.py's page, where --noisy without --clean is a column to listen to."""
+    check_request(a.clean, a.noisy, a.dnsmos, page)
     if a.composite:
         require("pysepm", "pysepm-evo", "--composite")
     if a.dnsmos:
         require("speechmos.dnsmos", "speechmos", "--dnsmos", f"-r {Path(__file__).parent / 'requirements-dnsmos.txt'}")
-    out = Path(a.out or a.enhanced[0])
-    order = sorted(folders, key=lambda name: name != "noisy")  # the page's columns: noisy first, then --enhanced
-    page_files = [out / "index.html"] + [out / name for name in order + ["clean"] * bool(a.clean)] if a.page else []
-    check_writable([outs[name] / f for name in outs for f in RESULT_FILES] + page_files, a.overwrite)
 
+
+def name_versions(enhanced, names):
+    """{name: folder} of --enhanced folders, each NAME from --names or the folder's own name: a folder name."""
+    names = names or [Path(folder).resolve().name for folder in enhanced]
+    if len(names) != len(enhanced):
+        raise DataError(f"--names gives {len(names)} names for {len(enhanced)} --enhanced folders")
+    folders = {}
+    for name, folder in zip(names, enhanced):
+        if not re.fullmatch(r"\w[\w.-]*", name):
+            raise DataError(f"--names {name!r}: a name becomes a folder name: letters, digits, '_', '-' and '.'")
+        if name in folders:
+            raise DataError(f"the name {name} is taken by another folder; choose others with --names")
+        folders[name] = folder
+    return folders
+
+
+def check_apart(written, inputs):
+    """No folder written may be an input folder, lie in one or hold one."""
+    for folder in filter(None, inputs):
+        i = Path(folder).resolve()
+        for r in written:
+            if r.resolve() == i or i in r.resolve().parents or r.resolve() in i.parents:
+                raise DataError(f"{r}: would be written in or around the input folder {folder}; choose another --out")
+
+
+def plan_versions(a):
+    """({name: folder to score}, {name: its results folder}). One --enhanced folder: the version 'enhanced',
+    results in --out or else the folder itself. Several folders: results in OUT/NAME (name_versions), none of
+    them an input folder, in one or around one."""
+    if not a.enhanced:
+        raise DataError("--enhanced is required")
+    if len(a.enhanced) == 1:
+        if a.names:
+            raise DataError("--names names several --enhanced folders (their results folders OUT/NAME)")
+        return {"enhanced": a.enhanced[0]}, {"enhanced": Path(a.out or a.enhanced[0])}
+    if not a.out:
+        raise DataError("--out is required with several --enhanced folders")
+    folders = name_versions(a.enhanced, a.names)
+    outs = {name: Path(a.out) / name for name in folders}
+    check_apart(outs.values(), (a.clean, a.noisy, *a.enhanced))
+    return folders, outs
+
+
+def score_versions(folders, a):
+    """{name: (rows, skipped)} of each folder {name: folder}, scored with the options of a."""
     scored = {}
     for name, folder in folders.items():
-        if not single:
+        if len(folders) > 1:
             print(f"scoring {name}: {folder}", flush=True)
         scored[name] = score_folders(folder, a.clean, a.noisy if a.clean else "", a.pesq_mode, a.sir_sar,
                                      a.composite, a.dnsmos, a.max_length_diff)  # no clean: noisy is a column only
-    first = next(iter(folders))  # the first --enhanced folder: --page-rows picks files by its scores
-    metrics = [k for k in scored[first][0][0] if k != "file"]
-    if a.page_rows and a.page_sort not in metrics:
-        raise DataError(f"--page-sort {a.page_sort}: {first} has no such score ({', '.join(metrics)})")
+    return scored
+
+
+def write_versions(scored, folders, outs, a):
+    """Each version's results written into its results folder outs[name], its table printed:
+    {name: (rows, summary, skipped)}."""
     results = {}
     for name, (rows, skipped) in scored.items():
         summary = summarise(rows)
         meta = {"clean": a.clean, "enhanced": folders[name], "noisy": a.noisy, "pesq_mode": a.pesq_mode,
                 "sir_sar": a.sir_sar if a.noisy and a.clean else None}
         write_results(outs[name], rows, summary, skipped, meta)
-        print(("" if single else f"{name}\n") + markdown_table(summary), end="")
+        print(("" if len(scored) == 1 else f"{name}\n") + markdown_table(summary), end="")
         print(f"{len(rows)} files scored, {len(skipped)} skipped; results in {outs[name]}/")
         results[name] = rows, summary, skipped
-    if a.page:
-        sources = {name: folders[name] for name in order} | ({"clean": a.clean} if a.clean else {})
-        columns = {name: audio_files(folder) for name, folder in sources.items()}
-        shown = write_page(out, columns, {name: results[name][0] for name in order},
-                           {name: results[name][1] for name in order}, sources, first, a.page_sort, a.page_rows)
-        print(f"listening page of {shown} files: {out / 'index.html'}")
-    return results["enhanced"] if single else results
+    return results
+
+
+def run_scoring(a):
+    """Score each version of plan_versions and write its results. Returns (rows, summary, skipped) for one
+    --enhanced folder, else {name: that triple}."""
+    folders, outs = plan_versions(a)
+    check_scoring(a)
+    check_writable([outs[name] / f for name in outs for f in RESULT_FILES], a.overwrite)
+    results = write_versions(score_versions(folders, a), folders, outs, a)
+    return results["enhanced"] if len(a.enhanced) == 1 else results
 
 
 def main(argv=None):

@@ -1,10 +1,12 @@
 """A listening page: each file's noisy input, enhanced versions and clean reference side by side.
 
-    python evaluate.py --clean C --noisy N --enhanced T S --names teacher student --out OUT --page
+    python listen.py --clean C --noisy N --enhanced T S --names teacher student --out OUT
+    python listen.py --clean C --noisy N --enhanced T S --out OUT --rows 20 --sort si_sdr   # 10 lowest, 10 highest
 
-evaluate.py scores the folders and calls write_page, which writes OUT/index.html: the mean scores on
-top, then one row per file with, for every version, an audio player, its spectrogram (one colour
-scale per row) and its scores, the numbers of OUT/NAME/scores.csv. The audio (16-bit PCM WAV at
+A tool on top of evaluate.py: it scores each version with evaluate.py's options, into OUT/NAME as
+`evaluate.py --out OUT` does (the noisy input too, as the version noisy), and write_page writes
+OUT/index.html: the mean scores on top, then one row per file with, for every version, an audio player,
+its spectrogram (one colour scale per row) and its scores, the numbers of OUT/NAME/scores.csv. The audio (16-bit PCM WAV at
 16 kHz) and the pictures (PNG) lie beside the page as OUT/NAME/FILE.wav and OUT/NAME/FILE.png, linked
 by relative paths, so the folder opens from the file system and can be zipped or served as it is.
 No JavaScript and no network. The PNGs are written with zlib, so no imaging package is needed.
@@ -12,12 +14,13 @@ No JavaScript and no network. The PNGs are written with zlib, so no imaging pack
 Real recordings have no clean reference: then the page has no clean column, shows each file's DNSMOS SIG, BAK
 and OVRL where PESQ, ESTOI and SI-SDR would be, and says so on top.
 
-    python evaluate.py --noisy N --enhanced T S --names teacher student --out OUT --page --dnsmos
+    python listen.py --noisy N --enhanced T S --names teacher student --out OUT --dnsmos
 """
+import argparse
 import html
 import io
-import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 from urllib.parse import quote
@@ -26,7 +29,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from data import HOP, N_FFT, SAMPLE_RATE, load_audio
+import evaluate
+from data import HOP, N_FFT, SAMPLE_RATE, DataError, load_audio
+from evaluate import write_atomic
 
 DYNAMIC_RANGE = 80  # dB: a row's colour scale runs from this far below its loudest bin up to it
 CELL_METRICS = ("pesq", "pesq_nb", "estoi", "si_sdr", "dnsmos_ovrl")  # the scores under each player, where present
@@ -49,15 +54,6 @@ td.gap { text-align: center; color: #666; }
 .scores { font-size: 90%; margin-top: 2px; }
 .score { white-space: nowrap; }
 .note { font-size: 90%; color: #a40; }"""
-
-
-def write_atomic(path, data):
-    """Write text or bytes through a temporary file and a rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def spectrogram_db(wav):
@@ -206,3 +202,62 @@ def write_page(out, columns, rows, summaries, folders, sort_version, sort_metric
             write_atomic(out / name / f"{file}.png", spectrogram_png(specs[name], vmax))
     write_atomic(out / "index.html", page_html(columns, scores, summaries, folders, shown, rule, notes))
     return len(shown) - shown.count(None)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def make_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[evaluate.scoring_parser()],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("the page")
+    g.add_argument("--rows", type=int, default=0, metavar="N",
+                   help="files on the page: the N/2 with the lowest and the N/2 with the highest --sort of the first "
+                   "--enhanced folder; 0: every file")
+    g.add_argument("--sort", default="pesq", choices=list(LABELS), metavar="METRIC",
+                   help="score that --rows picks files by: " + ", ".join(LABELS))
+    return p
+
+
+def make_page(a):
+    """The command line's work: score the noisy input and each --enhanced folder into OUT/NAME (the page's columns,
+    in that order, then the clean reference), and write OUT/index.html. Returns {name: (rows, summary, skipped)}."""
+    if not a.enhanced:
+        raise DataError("--enhanced is required")
+    if not a.out:
+        raise DataError("--out is required: the folder of the page")
+    versions = evaluate.name_versions(a.enhanced, a.names)
+    taken = sorted(versions.keys() & {"noisy", "clean"})
+    if taken:
+        raise DataError(f"the name {taken[0]} is taken by a column of the page (noisy, clean); choose others with --names")
+    folders = ({"noisy": a.noisy} if a.noisy else {}) | versions
+    out = Path(a.out)
+    outs = {name: out / name for name in folders}
+    columns = [*outs.values()] + [out / "clean"] * bool(a.clean)  # the folders of the page's audio and pictures
+    evaluate.check_apart(columns, (a.clean, a.noisy, *a.enhanced))
+    evaluate.check_scoring(a, page=True)  # --noisy without --clean: a column to listen to, not scored against
+    evaluate.check_writable([out / "index.html", *columns], a.overwrite)
+
+    scored = evaluate.score_versions(folders, a)
+    first = next(iter(versions))  # the first --enhanced folder: --rows picks files by its scores
+    metrics = [k for k in scored[first][0][0] if k != "file"]
+    if a.rows and a.sort not in metrics:
+        raise DataError(f"--sort {a.sort}: {first} has no such score ({', '.join(metrics)})")
+    results = evaluate.write_versions(scored, folders, outs, a)
+    sources = folders | ({"clean": a.clean} if a.clean else {})
+    shown = write_page(out, {name: evaluate.audio_files(folder) for name, folder in sources.items()},
+                       {name: r[0] for name, r in results.items()}, {name: r[1] for name, r in results.items()},
+                       sources, first, a.sort, a.rows)
+    print(f"listening page of {shown} files: {out / 'index.html'}")
+    return results
+
+
+def main(argv=None):
+    a = make_parser().parse_args(argv)
+    try:
+        return make_page(a)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

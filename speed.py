@@ -21,9 +21,8 @@ import torch
 
 from data import DEMO, HOP, SAMPLE_RATE, DataError, crop_samples, load_audio, wav_to_spec
 from enhance import PRECISIONS, enhance_batch, pick_device, precision
-from evaluate import check_writable
+from evaluate import check_writable, write_atomic
 from fast import optimise
-from listen import write_atomic
 from model import NUM_FREQS, PRESETS, Denoiser, load_model, pad_spec
 
 

@@ -1,4 +1,4 @@
-"""The five command lines explain themselves: every option has a meaning and a default in --help,
+"""The command lines explain themselves: every option has a meaning and a default in --help,
 and every option with a fixed set of values refuses any other at once, listing the set."""
 import argparse
 import dataclasses
@@ -8,19 +8,23 @@ import pytest
 import distill
 import enhance
 import evaluate
+import figures
+import listen
 import speed
 import teacher
 
 CONFIGS = {"teacher.py": teacher.Config, "distill.py": distill.Config}
 PARSERS = {"teacher.py": lambda: teacher.make_parser(teacher.Config),
            "distill.py": lambda: teacher.make_parser(distill.Config),
-           "enhance.py": enhance.make_parser, "evaluate.py": evaluate.make_parser, "speed.py": speed.make_parser}
+           "enhance.py": enhance.make_parser, "evaluate.py": evaluate.make_parser, "speed.py": speed.make_parser,
+           "listen.py": listen.make_parser, "figures.py": figures.make_parser}
 FIXED_SETS = {"teacher.py": {"--preset": set(teacher.PRESETS)},
               "distill.py": {"--trajectory": {"randomized", "deterministic"}, "--student-c-in": {"one", "edm"}},
               "enhance.py": {"--precision": {"auto", "fp32", "tf32", "bf16", "fp16"}, "--out-rate": {"input", "16000"}},
-              "evaluate.py": {"--pesq-mode": {"wb", "nb"}, "--sir-sar": {"sgmse", "projection"},
-                              "--page-sort": set(evaluate.LABELS)},
-              "speed.py": {"--precision": {"fp32", "tf32", "bf16", "fp16"}, "--preset": set(teacher.PRESETS)}}
+              "evaluate.py": {"--pesq-mode": {"wb", "nb"}, "--sir-sar": {"sgmse", "projection"}},
+              "speed.py": {"--precision": {"fp32", "tf32", "bf16", "fp16"}, "--preset": set(teacher.PRESETS)},
+              "listen.py": {"--pesq-mode": {"wb", "nb"}, "--sir-sar": {"sgmse", "projection"}, "--sort": set(listen.LABELS)},
+              "figures.py": {"figure": set(figures.FIGURES)}}
 
 
 def options(parser):

@@ -258,14 +258,14 @@ def test_help_lists_every_option_with_its_default(capsys):
         evaluate.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--clean", "--enhanced", "--noisy", "--out", "--overwrite", "--pesq-mode", "--sir-sar",
-                   "--composite", "--dnsmos", "--max-length-diff", "--names", "--page", "--page-rows",
-                   "--page-sort", "--compare"):
+                   "--composite", "--dnsmos", "--max-length-diff", "--names", "--compare"):
         assert option in text
     assert "(default: 16)" in text and "(default: sgmse)" in text
     assert "--benchmark" not in text and "--calls-only" not in text  # the speed benchmark is speed.py
     assert "--curves" not in text  # the training curves are figures.py's: python figures.py curves --logs LOG ...
     assert "--plot" not in text  # a file's spectrograms too: python figures.py spectrograms --enhanced FILE ...
-    for gone in (["--curves", "log.jsonl"], ["--plot", "p287_001"]):
+    assert "--page" not in text  # the listening page is listen.py's: python listen.py --clean C --enhanced E ...
+    for gone in (["--curves", "log.jsonl"], ["--plot", "p287_001"], ["--page"]):
         with pytest.raises(SystemExit) as e:
             evaluate.main(gone)
         assert e.value.code == 2  # refused by argparse

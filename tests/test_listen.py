@@ -1,4 +1,4 @@
-"""The listening page: links that resolve, the CSV's numbers, one colour scale per row, the rows limit,
+"""listen.py, the listening page: links that resolve, the CSV's numbers, one colour scale per row, the rows limit,
 bad requests, and a real browser's rendering where Chromium is installed."""
 import io
 import json
@@ -14,10 +14,20 @@ import soundfile as sf
 
 import listen
 from data import DEMO, load_audio
-from test_evaluate import read_csv, run_main, stand_in_dnsmos
+from test_evaluate import read_csv, stand_in_dnsmos
+from test_evaluate import run_main as evaluate_main
 
 CLEAN, NOISY = DEMO / "vbdmd" / "clean", DEMO / "vbdmd" / "noisy"
 FILES = {"a": "p287_001", "sub/b c": "p287_002", "d": "p287_003"}  # a subfolder and a space: links must be quoted
+
+
+def run_main(*args):
+    """listen.main() in this process; returns the error message it exits with, or None."""
+    try:
+        listen.main([str(a) for a in args])
+    except SystemExit as e:
+        return e.code
+    return None
 
 
 def tiny_folders(root):
@@ -68,7 +78,7 @@ def test_every_link_resolves_and_the_scores_are_those_of_the_csv(tmp_path, monke
     monkeypatch.setattr(listen, "spectrogram_png", lambda db, vmax: rows_of_colours.append((db.max(), vmax)) or
                         png(db, vmax))
     out = tmp_path / "page"
-    assert run_main(*tiny_folders(tmp_path), "--names", "teacher", "student", "--out", out, "--page") is None
+    assert run_main(*tiny_folders(tmp_path), "--names", "teacher", "student", "--out", out) is None
     page = Page((out / "index.html").read_text())
     columns = ["noisy", "teacher", "student", "clean"]
     audio = [link for link in page.links if link.endswith(".wav")]
@@ -151,10 +161,10 @@ def test_a_page_of_recordings_without_clean_files_shows_their_dnsmos(tmp_path, m
             sf.write(tmp_path / folder / f"{name}.wav", wav, 16000, subtype="FLOAT")
     args = ["--noisy", tmp_path / "noisy", "--enhanced", tmp_path / "teacher", tmp_path / "student"]
     out = tmp_path / "page"
-    assert "only --dnsmos can score" in run_main(*args, "--out", out, "--page")
-    assert "--noisy needs --clean" in run_main(*args[:2], "--enhanced", tmp_path / "student", "--dnsmos")
+    assert "only --dnsmos can score" in run_main(*args, "--out", out)
+    assert "--noisy needs --clean" in evaluate_main(*args[:2], "--enhanced", tmp_path / "student", "--dnsmos")
     assert not out.exists()
-    assert run_main(*args, "--out", out, "--page", "--dnsmos") is None
+    assert run_main(*args, "--out", out, "--dnsmos") is None
     text = (out / "index.html").read_text()
     page = Page(text)
     columns = ["noisy", "teacher", "student"]
@@ -188,8 +198,8 @@ def test_a_page_of_recordings_without_clean_files_shows_their_dnsmos(tmp_path, m
 
 def test_page_rows_shows_the_lowest_and_the_highest_and_says_so(tmp_path):
     out = tmp_path / "page"
-    assert run_main(*tiny_folders(tmp_path), "--names", "teacher", "student", "--out", out, "--page",
-                    "--page-rows", "2", "--page-sort", "si_sdr") is None
+    assert run_main(*tiny_folders(tmp_path), "--names", "teacher", "student", "--out", out, "--rows", "2",
+                    "--sort", "si_sdr") is None
     text = (out / "index.html").read_text()
     page = Page(text)
     sdr = read_csv(out / "teacher" / "scores.csv")
@@ -208,14 +218,15 @@ def test_pick_files_counts_nan_as_the_lowest():
 
 
 def test_several_folders_without_a_page_score_each_as_alone(tmp_path):
+    """evaluate.py scores several --enhanced folders as listen.py does, without the noisy version and the page."""
     args = tiny_folders(tmp_path)
-    assert run_main(*args, "--out", tmp_path / "both") is None
-    assert run_main(*args[:4], "--enhanced", tmp_path / "student", "--out", tmp_path / "one") is None
+    assert evaluate_main(*args, "--out", tmp_path / "both") is None
+    assert evaluate_main(*args[:4], "--enhanced", tmp_path / "student", "--out", tmp_path / "one") is None
     both, one = read_csv(tmp_path / "both" / "student" / "scores.csv"), read_csv(tmp_path / "one" / "scores.csv")
     assert both.keys() == one.keys()
     for file in one:  # pystoi differs from call to call in the last digits
         assert both[file] == pytest.approx(one[file], rel=1e-12, abs=0)
-    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["student", "teacher"]  # no noisy without --page
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["student", "teacher"]  # noisy: the page's
 
 
 def test_bad_page_requests_fail_clearly_before_anything_is_written(tmp_path):
@@ -228,16 +239,15 @@ def test_bad_page_requests_fail_clearly_before_anything_is_written(tmp_path):
                            (["--out", out, "--names", "a/b", "x"], "a name becomes a folder name"),
                            (["--out", tmp_path / "student"], "in or around the input folder"),
                            (["--out", tmp_path / "noisy" / "page"], "in or around the input folder"),
-                           (["--out", out, "--plot", "a"], "--plot draws the files of one"),
-                           (["--out", out, "--pesq-mode", "nb", "--page-rows", "2"], "--page-sort pesq: teacher has no")]:
-        assert message in run_main(*args, "--page", *extra), extra
+                           (["--out", out, "--pesq-mode", "nb", "--rows", "2"], "--sort pesq: teacher has no")]:
+        assert message in run_main(*args, *extra), extra
         assert not out.exists()
-    assert "--page-rows needs --page" in run_main(*args, "--out", out, "--page-rows", "2")
-    assert run_main(*args, "--out", out, "--page") is None
+    assert "--enhanced is required" in run_main("--clean", tmp_path / "clean", "--out", out)
+    assert run_main(*args, "--out", out) is None
     (out / "index.html").write_text("earlier page")
-    assert "--overwrite" in run_main(*args, "--out", out, "--page")
+    assert "--overwrite" in run_main(*args, "--out", out)
     assert (out / "index.html").read_text() == "earlier page"
-    assert run_main(*args, "--out", out, "--page", "--overwrite") is None
+    assert run_main(*args, "--out", out, "--overwrite") is None
     assert "<audio" in (out / "index.html").read_text()
 
 
@@ -246,7 +256,7 @@ def test_the_page_renders_in_a_real_browser(tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium); the page was not rendered")
     out = tmp_path / "page"
-    assert run_main(*tiny_folders(tmp_path), "--out", out, "--page") is None
+    assert run_main(*tiny_folders(tmp_path), "--out", out) is None
     sizes = {}
     for name, url in (("page", (out / "index.html").resolve().as_uri()), ("blank", "about:blank")):
         png = tmp_path / f"{name}.png"
