@@ -1,6 +1,5 @@
 """Tests for model.py: shapes, padding, parameter counts, EDM preconditioning, rebuilding, W in checkpoints.
 The official checkpoints are tests/test_official.py's."""
-import ast
 import dataclasses
 import math
 import subprocess
@@ -259,15 +258,3 @@ def test_bad_arguments_fail_clearly():
         Denoiser("tiny", nf=8)
     with pytest.raises(ValueError, match="all of nf"):
         Denoiser(nf=8)
-
-
-def test_imports_flow_one_way():
-    """STYLE.md: data and sde at the bottom, then model (the network and its checkpoints), then enhance and evaluate,
-    then teacher and distill; every import, inside functions too, goes to an earlier stage (so no cycle)."""
-    order = ["data", "sde", "model", "enhance", "evaluate", "teacher", "distill"]
-    for i, name in enumerate(order):
-        tree = ast.parse((ROOT / f"{name}.py").read_text())
-        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                    for alias in node.names}
-        imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        assert not imported & set(order[i:]), f"{name}.py imports {sorted(imported & set(order[i:]))}"
