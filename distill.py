@@ -35,16 +35,17 @@ CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 @dataclass
 class Config(TrainConfig):
     teacher: str = option(str(CHECKPOINTS / "teacher-small.pt"),
-                          "the teacher checkpoint (teacher.py's or an official one)")
-    out: str = option("runs/rosecd", "the student's checkpoint.pt and log.jsonl go here")
-    steps: int = option(20_000, "optimizer updates of the student (docs/method.md gives no length)")
-    batch_size: int = option(14, "per process and micro-batch (published 14 with 2 accumulation steps)")
-    num_scales: int = option(30, "N: grid points t_1 = 1 > ... > t_N = t_eps")
+                          "the teacher checkpoint (teacher.py's or an official one)")  # distill() reads it first
+    out: str = option("runs/rosecd", "the student's checkpoint.pt and log.jsonl go here", path="out")
+    steps: int = option(20_000, "optimizer updates of the student (docs/method.md gives no length)", minimum=1)
+    batch_size: int = option(14, "per process and micro-batch (published 14 with 2 accumulation steps)", minimum=1)
+    num_scales: int = option(30, "N: grid points t_1 = 1 > ... > t_N = t_eps", minimum=2)
     trajectory: str = option("randomized", "teacher trajectory: randomized (ROSE-CD) or deterministic (plain CD)",
                              choices=("randomized", "deterministic"))
-    sisdr_weight: float = option(5e-5, "weight of the negative SI-SDR loss (published)")
-    mrstft_weight: float = option(2e-4, "weight of the multi-resolution STFT loss (not published; see README)")
-    pesq_weight: float = option(0.0, "weight of a differentiable PESQ loss (needs the torch-pesq package)")
+    sisdr_weight: float = option(5e-5, "weight of the negative SI-SDR loss (published)", minimum=0)
+    mrstft_weight: float = option(2e-4, "weight of the multi-resolution STFT loss (not published; see README)",
+                                  minimum=0)
+    pesq_weight: float = option(0.0, "weight of a differentiable PESQ loss (needs the torch-pesq package)", minimum=0)
     student_c_in: str = option("one", "the student's input scaling: one (published) or edm (as the teacher)",
                                choices=("one", "edm"))
 

@@ -289,6 +289,8 @@ def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto
         raise DataError(f"--steps {steps}: must be at least 1")
     if batch is not None and batch < 1:
         raise DataError(f"--batch {batch}: must be at least 1")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise DataError(f"-o {out}: a file, not a folder; -o names the folder the outputs go into")
     jobs, errors = plan_jobs(inputs, Path(out))
     device = pick_device(device)
     if cuda_graph and device.type != "cuda":

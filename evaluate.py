@@ -343,8 +343,15 @@ def make_parser():
 
 
 def check_scoring(a, page=False):
-    """The scoring options checked before any work: the references they need, the optional packages. page:
-    for listen.py's page, where --noisy without --clean is a column to listen to."""
+    """The scoring options checked before any work: the folders they name, the references they need, the
+    optional packages. page: for listen.py's page, where --noisy without --clean is a column to listen to."""
+    for folder in (a.clean, a.noisy, *a.enhanced):
+        if folder and not Path(folder).is_dir():
+            raise DataError(f"{folder}: no such folder")
+    if a.out and Path(a.out).exists() and not Path(a.out).is_dir():
+        raise DataError(f"--out {a.out}: a file, not a folder; choose another")
+    if a.max_length_diff < 0:
+        raise DataError(f"--max-length-diff {a.max_length_diff}: must be at least 0")
     check_request(a.clean, a.noisy, a.dnsmos, page)
     if a.composite:
         require("pysepm", "pysepm-evo", "--composite")
@@ -423,8 +430,8 @@ def write_versions(scored, folders, outs, a):
 def run_scoring(a):
     """Score each version of plan_versions and write its results. Returns (rows, summary, skipped) for one
     --enhanced folder, else {name: that triple}."""
-    folders, outs = plan_versions(a)
     check_scoring(a)
+    folders, outs = plan_versions(a)
     check_writable([outs[name] / f for name in outs for f in RESULT_FILES], a.overwrite)
     results = write_versions(score_versions(folders, a), folders, outs, a)
     return results["enhanced"] if len(a.enhanced) == 1 else results

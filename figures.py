@@ -312,6 +312,8 @@ def make_figure(figure, noisy=None, clean=None, teacher=str(TEACHER), student=st
         raise DataError(f"--out {out}: the figure is a PNG file; name it NAME.png")
     if not out.parent.is_dir():
         raise DataError(f"--out {out}: no such folder {out.parent}; create it first")
+    if out.is_dir():
+        raise DataError(f"--out {out}: a folder; name the figure's file NAME.png")
     if figure == "curves":  # the logs only: no checkpoint, no audio
         if not logs:
             raise DataError("curves needs --logs: the log.jsonl files of teacher.py / distill.py runs")
@@ -321,13 +323,15 @@ def make_figure(figure, noisy=None, clean=None, teacher=str(TEACHER), student=st
         return plot_curves(logs, out, smooth, x)
     if figure == "spectrograms":  # the files only: no checkpoint
         if not enhanced:
-            raise DataError("spectrograms needs --enhanced: the enhanced file (--noisy and --clean are drawn beside it)")
+            raise DataError("spectrograms needs --enhanced: the enhanced file (--noisy, --clean: drawn beside it)")
         require("matplotlib", "matplotlib", "figures.py")
         return plot_spectrograms({role: path for role, path in (("noisy", noisy), ("enhanced", enhanced),
                                                                 ("clean", clean)) if path}, out)
     noisy = noisy or str(NOISY)
     if max_seconds is not None and not max_seconds > 0:
         raise DataError(f"--max-seconds {max_seconds}: must be positive")
+    if seed < 0:
+        raise DataError(f"--seed {seed}: must be at least 0")
     if num_frames < 64 or num_frames % 64:
         raise DataError(f"--num-frames {num_frames}: must be a positive multiple of 64 (the U-Net's down-sampling)")
     if clean is None and Path(noisy).resolve() == NOISY:
@@ -359,8 +363,8 @@ def make_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("figure", choices=FIGURES,
                         help="sampling: the teacher's sampler and the student's one step; training-step: one "
-                        "ROSE-CD training step; curves: the training curves of teacher.py / distill.py runs; spectrograms: "
-                        "the noisy, enhanced and clean versions of a file")
+                        "ROSE-CD training step; curves: the training curves of teacher.py / distill.py runs; "
+                        "spectrograms: the noisy, enhanced and clean versions of a file")
     parser.add_argument("--noisy", metavar="FILE", default=None,
                         help="sampling, training-step: noisy recording (any rate, channels averaged); spectrograms: "
                         "the noisy file, drawn left (default: demo/vbdmd/noisy/p287_002.wav for sampling and "

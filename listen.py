@@ -6,8 +6,8 @@
 A tool on top of evaluate.py: it scores each version with evaluate.py's options, into OUT/NAME as
 `evaluate.py --out OUT` does (the noisy input too, as the version noisy), and write_page writes
 OUT/index.html: the mean scores on top, then one row per file with, for every version, an audio player,
-its spectrogram (one colour scale per row) and its scores, the numbers of OUT/NAME/scores.csv. The audio (16-bit PCM WAV at
-16 kHz) and the pictures (PNG) lie beside the page as OUT/NAME/FILE.wav and OUT/NAME/FILE.png, linked
+its spectrogram (one colour scale per row) and its scores, the numbers of OUT/NAME/scores.csv. The audio
+(16-bit PCM WAV at 16 kHz) and the pictures (PNG) lie beside the page as OUT/NAME/FILE.wav and OUT/NAME/FILE.png, linked
 by relative paths, so the folder opens from the file system and can be zipped or served as it is.
 No JavaScript and no network. The PNGs are written with zlib, so no imaging package is needed.
 
@@ -225,16 +225,18 @@ def make_page(a):
         raise DataError("--enhanced is required")
     if not a.out:
         raise DataError("--out is required: the folder of the page")
+    if a.rows < 0:
+        raise DataError(f"--rows {a.rows}: must be at least 0 (0: every file)")
+    evaluate.check_scoring(a, page=True)  # --noisy without --clean: a column to listen to, not scored against
     versions = evaluate.name_versions(a.enhanced, a.names)
     taken = sorted(versions.keys() & {"noisy", "clean"})
     if taken:
-        raise DataError(f"the name {taken[0]} is taken by a column of the page (noisy, clean); choose others with --names")
+        raise DataError(f"the name {taken[0]} is taken by a column of the page (noisy, clean); choose another")
     folders = ({"noisy": a.noisy} if a.noisy else {}) | versions
     out = Path(a.out)
     outs = {name: out / name for name in folders}
     columns = [*outs.values()] + [out / "clean"] * bool(a.clean)  # the folders of the page's audio and pictures
     evaluate.check_apart(columns, (a.clean, a.noisy, *a.enhanced))
-    evaluate.check_scoring(a, page=True)  # --noisy without --clean: a column to listen to, not scored against
     evaluate.check_writable([out / "index.html", *columns], a.overwrite)
 
     scored = evaluate.score_versions(folders, a)

@@ -279,6 +279,14 @@ def make_parser():
 
 
 def run_benchmark(a):
+    """The command line's work: a benchmark per (--batch, --precision), its options checked before the first."""
+    for option, value, least in (("--steps", a.steps, 1), ("--repeats", a.repeats, 1), ("--warmup", a.warmup, 0),
+                                 ("--seconds", a.seconds, 0), ("--threads", a.threads, 0),
+                                 ("--peak-tflops", a.peak_tflops, 0), *(("--batch", b, 1) for b in a.batch)):
+        if not value >= least:
+            raise DataError(f"{option} {value}: must be at least {least}")
+    if a.out and Path(a.out).exists() and not Path(a.out).is_dir():
+        raise DataError(f"--out {a.out}: a file, not a folder; choose another")
     json_path = Path(a.out) / "benchmark.json" if a.out else None
     check_writable([json_path] if json_path else [], a.overwrite)
     results = []

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -38,7 +39,7 @@ from tqdm import tqdm
 
 import data
 from data import DataError, wav_to_spec
-from enhance import enhance_wav
+from enhance import enhance_wav, pick_device
 from evaluate import require, score
 from fast import optimise
 from model import (PART_BYTES, PRESETS, Denoiser, export_checkpoint, load_checkpoint, pack_checkpoint,
@@ -46,38 +47,52 @@ from model import (PART_BYTES, PRESETS, Denoiser, export_checkpoint, load_checkp
 from sde import SDE, bcast, randn_like
 
 
-def option(default, help, choices=None):
-    """A dataclass field that carries its own command-line description (and its fixed choices, if any)."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default, help, choices=None, minimum=None, maximum=None, multiple=None, path=None, check=None):
+    """A dataclass field that carries its own command-line description and, where it has them, its fixed
+    choices, its range (minimum, maximum; or a positive multiple of `multiple`), for a path what it names:
+    "file", "folder" or "folders" ("a,b", data.folders) that must exist, where given, or "out" (a folder to
+    write into, not a file), and a check(value) that raises DataError for a value it refuses."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum,
+                                                         "maximum": maximum, "multiple": multiple, "path": path,
+                                                         "check": check})
 
 
 @dataclass
 class TrainConfig:
     """Options of the training loop that teacher.py and distill.py share (published defaults)."""
-    data: str = option("", "VoiceBank-DEMAND folder (either layout); empty: bundled demo speech")
-    speech: str = option("", "or: clean speech to mix with noise on the fly, folders 'a,b' searched recursively")
-    noise: str = option("", "optional noise recordings for that mixing, folders 'a,b' searched recursively")
+    data: str = option("", "VoiceBank-DEMAND folder (either layout); empty: bundled demo speech", path="folder")
+    speech: str = option("", "or: clean speech to mix with noise on the fly, folders 'a,b' searched recursively",
+                         path="folders")
+    noise: str = option("", "optional noise recordings for that mixing, folders 'a,b' searched recursively",
+                        path="folders")
     valid: str = option("", "validation sets, folders 'a,b' each with clean/ and noisy/ (python data.py testset "
-                            "writes one); empty: data's valid split or the bundled p287 pairs")
+                            "writes one); empty: data's valid split or the bundled p287 pairs", path="folders")
     out: str = option("runs/teacher", "checkpoint.pt and log.jsonl go here; a checkpoint of the same run there "
-                                      "is continued")
-    steps: int = option(100_000, "optimizer updates (docs/method.md gives no length)")
-    batch_size: int = option(16, "per process and micro-batch (published 16)")
-    grad_accum: int = option(2, "micro-batches per update (published 2)")
-    lr: float = option(1e-4, "Adam learning rate")
-    ema_decay: float = option(0.999, "decay of the EMA of the weights (after the warm-up of ema_decay())")
-    num_frames: int = option(256, "STFT frames per training crop (256: 2.04 s)")
+                                      "is continued", path="out")
+    steps: int = option(100_000, "optimizer updates (docs/method.md gives no length)", minimum=1)
+    batch_size: int = option(16, "per process and micro-batch (published 16)", minimum=1)
+    grad_accum: int = option(2, "micro-batches per update (published 2)", minimum=1)
+    lr: float = option(1e-4, "Adam learning rate", minimum=0)
+    ema_decay: float = option(0.999, "decay of the EMA of the weights (after the warm-up of ema_decay())", minimum=0,
+                              maximum=1)
+    num_frames: int = option(256, "STFT frames per training crop (256: 2.04 s; the U-Net halves them 6 times)",
+                             multiple=64)
     bf16: bool = option(False, "bf16 autocast on GPU")
     compile: bool = option(False, "torch.compile the U-Nets of a training step "
                                   "(GPU; the small one took over 4 min to compile on an H100)")
-    grad_clip: float = option(0.0, "clip the gradient norm to this (0: off)")
-    valid_every: int = option(2000, "validate every so many updates (0: only at the end)")
-    valid_files: int = option(4, "held-out utterances of each validation set enhanced at each validation")
-    valid_steps: int = option(30, "predictor-corrector steps of the teacher at validation")
-    save_every: int = option(1000, "write the checkpoint every so many updates (and at a stop: SIGTERM, Ctrl-C)")
-    max_minutes: float = option(0.0, "stop after this many minutes, with a checkpoint and a validation (0: no limit)")
-    log_every: int = option(10, "write a log line (and read the losses from the device) every so many updates")
-    seed: int = option(0, "seed of the random draws: initial weights, training crops and noise, validation")
+    grad_clip: float = option(0.0, "clip the gradient norm to this (0: off)", minimum=0)
+    valid_every: int = option(2000, "validate every so many updates (0: only at the end)", minimum=0)
+    valid_files: int = option(4, "held-out utterances of each validation set enhanced at each validation "
+                                 "(0: no validation)", minimum=0)
+    valid_steps: int = option(30, "predictor-corrector steps of the teacher at validation", minimum=1)
+    save_every: int = option(1000, "write the checkpoint every so many updates (and at a stop: SIGTERM, Ctrl-C)",
+                             minimum=1)
+    max_minutes: float = option(0.0, "stop after this many minutes, with a checkpoint and a validation (0: no limit)",
+                                minimum=0)
+    log_every: int = option(10, "write a log line (and read the losses from the device) every so many updates",
+                            minimum=1)
+    seed: int = option(0, "seed of the random draws: initial weights, training crops and noise, validation",
+                       minimum=0)
     resume: bool = option(False, "continue out/checkpoint.pt even where options that define the run (preset, data, "
                                  "batch, seed ...) differ from those it was written with: this command's then apply. "
                                  "Without --resume a checkpoint there is continued only by the same run")
@@ -85,8 +100,9 @@ class TrainConfig:
                                 "out/replaced-TIME/ (nothing is deleted)")
     warm_start: str = option("", "or: start from the EMA weights of this checkpoint (an export will do) with fresh "
                                  "Adam moments, continuing its update count and GPU-minutes: for a run whose "
-                                 "resumable state was lost. It begins a run: refused where out/ holds another")
-    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...")
+                                 "resumable state was lost. It begins a run: refused where out/ holds another",
+                             path="file")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", check=pick_device)
     deterministic: bool = option(False, "deterministic kernels (for exact-resume checks)")
 
 
@@ -107,7 +123,8 @@ class Config(TrainConfig):
 
 def make_parser(cls, description=None):
     """argparse generated from a dataclass: every field becomes --field with its default, its
-    description (the field's help) and, where it has them, its choices."""
+    description (the field's help) and, where it has them, its choices or its range; a value out of
+    its range, or a path that is not what the field names, is refused as it is parsed (checked_type)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(cls):
         name, meaning = f"--{f.name.replace('_', '-')}", f.metadata["help"]
@@ -115,9 +132,47 @@ def make_parser(cls, description=None):
             parser.add_argument(name, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
                                 help=meaning)
         else:
-            parser.add_argument(name, dest=f.name, default=f.default, type=type(f.default), help=meaning,
-                                choices=f.metadata["choices"])
+            limits = value_range(f.metadata)
+            parser.add_argument(name, dest=f.name, default=f.default, type=checked_type(f),
+                                help=meaning + (f"; {limits}" if limits else ""), choices=f.metadata["choices"])
     return parser
+
+
+def value_range(m):
+    """The words for the range in a field's metadata m: "at least 1", "from 0 to 1", "a positive multiple of 64"."""
+    if m["multiple"]:
+        return f"a positive multiple of {m['multiple']}"
+    if m["maximum"] is not None:
+        return f"from {m['minimum']} to {m['maximum']}"
+    return f"at least {m['minimum']}" if m["minimum"] is not None else ""
+
+
+def checked_type(field):
+    """argparse's type for a dataclass field: the text as the default's type, refused (one error line) where a number
+    is not finite or outside the field's range, where a path given is not the file or folder that the field names,
+    or where the field's check refuses it."""
+    kind, m = type(field.default), field.metadata
+
+    def parse(text):
+        value = kind(text)
+        if kind in (int, float) and not (math.isfinite(value) and (m["minimum"] is None or value >= m["minimum"])
+                                         and (m["maximum"] is None or value <= m["maximum"])
+                                         and (not m["multiple"] or value > 0 and value % m["multiple"] == 0)):
+            raise argparse.ArgumentTypeError(f"{text}: must be {value_range(m) or 'a finite number'}")
+        if value and m["path"] in ("file", "folder", "folders"):  # each folder of "a,b" for "folders"
+            for path in data.folders(value) if m["path"] == "folders" else [Path(value)]:
+                if not (path.is_file() if m["path"] == "file" else path.is_dir()):
+                    raise argparse.ArgumentTypeError(f"{path}: no such {'file' if m['path'] == 'file' else 'folder'}")
+        if value and m["path"] == "out" and Path(value).exists() and not Path(value).is_dir():
+            raise argparse.ArgumentTypeError(f"{value}: a file, not a folder; choose another")
+        if m["check"]:
+            try:
+                m["check"](value)
+            except DataError as e:  # "--device gpu: expected ..." becomes "argument --device: gpu: expected ..."
+                raise argparse.ArgumentTypeError(str(e).split(" ", 1)[1]) from None
+        return value
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
+    return parse
 
 
 def parse_config(cls, argv=None, description=None):
@@ -129,11 +184,9 @@ def parse_config(cls, argv=None, description=None):
 def setup_distributed(device):
     """(rank, world_size, device). Under torchrun: one process per GPU (nccl) or CPU process (gloo)."""
     if "WORLD_SIZE" not in os.environ:
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return 0, 1, torch.device(device)
+        return 0, 1, pick_device(device)  # auto: a GPU where there is one; a name that is no device is refused
     rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    use_cuda = device != "cpu" and torch.cuda.is_available()
+    use_cuda = pick_device(device).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if use_cuda else "gloo")

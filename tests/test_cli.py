@@ -2,6 +2,9 @@
 and every option with a fixed set of values refuses any other at once, listing the set."""
 import argparse
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ import listen
 import speed
 import teacher
 
+ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"teacher.py": teacher.Config, "distill.py": distill.Config}
 PARSERS = {"teacher.py": lambda: teacher.make_parser(teacher.Config),
            "distill.py": lambda: teacher.make_parser(distill.Config),
@@ -23,7 +27,8 @@ FIXED_SETS = {"teacher.py": {"--preset": set(teacher.PRESETS)},
               "enhance.py": {"--precision": {"auto", "fp32", "tf32", "bf16", "fp16"}, "--out-rate": {"input", "16000"}},
               "evaluate.py": {"--pesq-mode": {"wb", "nb"}, "--sir-sar": {"sgmse", "projection"}},
               "speed.py": {"--precision": {"fp32", "tf32", "bf16", "fp16"}, "--preset": set(teacher.PRESETS)},
-              "listen.py": {"--pesq-mode": {"wb", "nb"}, "--sir-sar": {"sgmse", "projection"}, "--sort": set(listen.LABELS)},
+              "listen.py": {"--pesq-mode": {"wb", "nb"}, "--sir-sar": {"sgmse", "projection"},
+                            "--sort": set(listen.LABELS)},
               "figures.py": {"figure": set(figures.FIGURES)}}
 
 
@@ -55,3 +60,95 @@ def test_a_wrong_trajectory_is_refused_with_the_choices(capsys):
         distill.main(["--trajectory", "sideways"])
     message = capsys.readouterr().err
     assert e.value.code == 2 and "--trajectory" in message and "randomized" in message and "deterministic" in message
+
+
+# ----------------------------------------------------------------------------- bad values
+
+MAINS = {"teacher.py": teacher.main, "distill.py": distill.main, "enhance.py": enhance.main,
+         "evaluate.py": evaluate.main, "listen.py": listen.main, "speed.py": speed.main, "figures.py": figures.main}
+NOISY = "demo/vbdmd/noisy/p287_002.wav"
+
+
+def bad_values(tmp):
+    """{script: [(arguments, words of the one error line)]}: a bad value of each kind that a script reads (counts
+    below 1, weights below 0, numbers out of range, missing files and folders, an output that is an existing file)."""
+    existing, missing, out = tmp / "existing.wav", tmp / "missing", str(tmp / "out")
+    existing.write_bytes(b"a user's file")
+    (tmp / "folder.png").mkdir()
+    training = [(["--steps", "0"], "at least 1"), (["--batch-size", "0"], "at least 1"),
+                (["--grad-accum", "0"], "at least 1"), (["--lr", "-0.5"], "at least 0"),
+                (["--ema-decay", "1.5"], "from 0 to 1"), (["--num-frames", "100"], "a positive multiple of 64"),
+                (["--grad-clip", "-1"], "at least 0"), (["--valid-every", "-1"], "at least 0"),
+                (["--valid-files", "-1"], "at least 0"), (["--valid-steps", "0"], "at least 1"),
+                (["--save-every", "0"], "at least 1"), (["--max-minutes", "nan"], "at least 0"),
+                (["--log-every", "0"], "at least 1"), (["--seed", "-1"], "at least 0"),
+                (["--data", missing], "no such folder"), (["--speech", missing], "no such folder"),
+                (["--noise", missing], "no such folder"), (["--valid", missing], "no such folder"),
+                (["--out", existing], "a file, not a folder"), (["--device", "gpu"], "expected auto, cpu, cuda")]
+    scoring = ["--clean", "demo/vbdmd/clean", "--enhanced", "demo/vbdmd/noisy"]
+    return {
+        "teacher.py": training + [(["--preset", "huge"], "invalid choice")],
+        "distill.py": training + [(["--teacher", missing], "no such checkpoint"), (["--num-scales", "1"], "at least 2"),
+                                  (["--sisdr-weight", "-1"], "at least 0"), (["--mrstft-weight", "-1"], "at least 0"),
+                                  (["--pesq-weight", "-1"], "at least 0"), (["--trajectory", "up"], "invalid choice")],
+        "enhance.py": [([NOISY, "-o", existing], "a file, not a folder"),
+                       ([NOISY, "-o", out, "--steps", "0"], "at least 1"),
+                       ([NOISY, "-o", out, "--batch", "0"], "at least 1"),
+                       ([NOISY, "-o", out, "--checkpoint", missing], "no such checkpoint"),
+                       ([NOISY, "-o", out, "--device", "gpu"], "expected auto"), ([missing, "-o", out], "no such file"),
+                       ([NOISY, "-o", out, "--precision", "fp64"], "invalid choice")],
+        "evaluate.py": [(["--clean", missing, "--enhanced", "demo/vbdmd/noisy", "--out", out], "no such folder"),
+                        (["--clean", "demo/vbdmd/clean", "--enhanced", missing, "--out", out], "no such folder"),
+                        ([*scoring, "--noisy", missing, "--out", out], "no such folder"),
+                        ([*scoring, "--out", existing], "a file, not a folder"),
+                        ([*scoring, "--out", out, "--max-length-diff", "-1"], "at least 0"),
+                        (["--compare", missing, missing], "not a scores.csv")],
+        "listen.py": [([*scoring, "--names", "x", "--out", out, "--rows", "-1"], "at least 0"),
+                      ([*scoring, "--names", "x", "--out", existing], "a file, not a folder"),
+                      (["--clean", "demo/vbdmd/clean", "--enhanced", missing, "--out", out], "no such folder"),
+                      ([*scoring, "--names", "x"], "--out is required")],
+        "speed.py": [(["--steps", "0"], "at least 1"), (["--repeats", "0"], "at least 1"),
+                     (["--warmup", "-1"], "at least 0"), (["--batch", "1", "0"], "at least 1"),
+                     (["--seconds", "-1"], "at least 0"), (["--threads", "-1"], "at least 0"),
+                     (["--peak-tflops", "-1"], "at least 0"), (["--calls-only", "--frames", "100"], "multiple of 64"),
+                     (["--out", existing], "a file, not a folder"),
+                     (["--input", missing], "no such file"), (["--checkpoint-student", missing], "no such checkpoint"),
+                     (["--device", "gpu"], "expected auto")],
+        "figures.py": [(["sampling", "--seed", "-1"], "at least 0"), (["sampling", "--max-seconds", "0"], "positive"),
+                       (["training-step", "--num-frames", "100"], "multiple of 64"),
+                       (["sampling", "--out", tmp / "folder.png"], "a folder"),
+                       (["sampling", "--out", existing], "a PNG file"),
+                       (["sampling", "--out", tmp / "f.png", "--noisy", missing], "no such file"),
+                       (["sampling", "--out", tmp / "f.png", "--teacher", missing], "no such checkpoint"),
+                       (["curves", "--logs", missing, "--out", tmp / "f.png"], "not a readable training log"),
+                       (["curves", "--smooth", "0", "--logs", missing, "--out", tmp / "f.png"], "at least 1"),
+                       (["spectrograms", "--out", tmp / "f.png"], "needs --enhanced")],
+    }
+
+
+@pytest.mark.parametrize("script", MAINS)
+def test_a_bad_value_ends_in_one_error_line(script, tmp_path, capsys):
+    """Each bad value ends the script before any work, with a non-zero exit status and one 'error:' line that says
+    what is wrong (argparse's own, or the script's); no traceback (any other exception would fail this test)."""
+    for argv, words in bad_values(tmp_path)[script]:
+        with pytest.raises(SystemExit) as e:
+            MAINS[script]([str(a) for a in argv])
+        code = e.value.code
+        lines = capsys.readouterr().err.splitlines() + ([code] if isinstance(code, str) else [])
+        errors = [line for line in lines if "error:" in line]
+        assert code not in (0, None) and len(errors) == 1 and words in errors[0], (script, argv, code, lines)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["existing.wav", "folder.png"]  # nothing written
+    assert (tmp_path / "existing.wav").read_bytes() == b"a user's file"
+
+
+@pytest.mark.parametrize("argv, words", [(["enhance.py", NOISY, "-o", "EXISTING"], "a file, not a folder"),
+                                         (["distill.py", "--batch-size", "0", "--steps", "1"], "at least 1")])
+def test_the_commands_of_issue_21_end_in_one_error_line(argv, words, tmp_path):
+    """The two commands of the bad-input battery that ended in a traceback, run as they were."""
+    existing = tmp_path / "EXISTING.wav"
+    existing.write_bytes(b"a user's file")
+    argv = [str(existing) if a == "EXISTING" else a for a in argv]
+    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert r.returncode != 0 and "Traceback" not in r.stderr and len(errors) == 1 and words in errors[0], r.stderr
+    assert existing.read_bytes() == b"a user's file"

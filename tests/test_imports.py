@@ -72,7 +72,7 @@ def test_the_check_fails_on_a_circle_closed_inside_a_function(tmp_path):
     """Made-up modules: a -> b -> c at the tops of the files, and c imports a inside a function, under a branch;
     d imports itself through importlib. Both circles are seen; with c's import gone, only d's; then none."""
     sources = {"a": "import b\n", "b": "from c import f\n",
-               "c": "import os\n\n\ndef f():\n    if os.sep:\n        from a import g  # here, not at the top\n    return g\n",
+               "c": "import os\n\n\ndef f():\n    if os.sep:\n        from a import g  # inside\n    return g\n",
                "d": "import importlib\n\nd = importlib.import_module('d')\n"}
     for name, source in sources.items():
         (tmp_path / f"{name}.py").write_text(source)
