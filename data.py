@@ -486,9 +486,17 @@ def main(argv=None):
                         help="SNR range in dB")
     parser.add_argument("--seed", type=int, default=1234, help="seed of every random draw")
     args = parser.parse_args(argv)
-    try:
+    try:  # the options first, each as it is read: nothing is written when one of them is wrong
+        if not folders(args.speech):
+            raise DataError("--speech: no folder given")
+        for option, text in (("--speech", args.speech), ("--noise", args.noise)):
+            for folder in folders(text):
+                if not folder.is_dir():
+                    raise DataError(f"{option} {folder}: no such folder")
         if Path(args.out).exists():
             raise DataError(f"{args.out} exists: choose a new folder (nothing is overwritten)")
+        if not all(map(math.isfinite, args.snr)):
+            raise DataError(f"--snr {args.snr[0]:g} {args.snr[1]:g}: must be finite numbers of dB")
         if args.snr[0] > args.snr[1]:
             raise DataError(f"--snr {args.snr[0]:g} {args.snr[1]:g}: the low end is above the high end")
         pairs = indomain_pairs(args.speech, args.noise or None, tuple(args.snr), args.seed)

@@ -1,5 +1,7 @@
 """The command lines explain themselves: every option has a meaning and a default in --help,
-and every option with a fixed set of values refuses any other at once, listing the set."""
+and every option with a fixed set of values refuses any other at once, listing the set. A bad value of any
+option ends a script before any work with one 'error:' line, a non-zero exit status and no traceback, in this
+process and as a user runs it (python SCRIPT.py ...)."""
 import argparse
 import dataclasses
 import subprocess
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import data
 import distill
 import enhance
 import evaluate
@@ -64,7 +67,7 @@ def test_a_wrong_trajectory_is_refused_with_the_choices(capsys):
 
 # ----------------------------------------------------------------------------- bad values
 
-MAINS = {"teacher.py": teacher.main, "distill.py": distill.main, "enhance.py": enhance.main,
+MAINS = {"data.py": data.main, "teacher.py": teacher.main, "distill.py": distill.main, "enhance.py": enhance.main,
          "evaluate.py": evaluate.main, "listen.py": listen.main, "speed.py": speed.main, "figures.py": figures.main}
 NOISY = "demo/vbdmd/noisy/p287_002.wav"
 
@@ -83,11 +86,25 @@ def bad_values(tmp):
                 (["--save-every", "0"], "at least 1"), (["--max-minutes", "nan"], "at least 0"),
                 (["--log-every", "0"], "at least 1"), (["--seed", "-1"], "at least 0"),
                 (["--data", missing], "no such folder"), (["--speech", missing], "no such folder"),
-                (["--noise", missing], "no such folder"), (["--valid", missing], "no such folder"),
+                (["--speech", f"demo/speech_train,{missing}"], f"{missing}: no such folder"),
+                (["--noise", missing], "no such folder"), (["--valid", f"demo/vbdmd,{missing}"], "no such folder"),
+                (["--warm-start", missing], "no such file"),
                 (["--out", existing], "a file, not a folder"), (["--device", "gpu"], "expected auto, cpu, cuda")]
     scoring = ["--clean", "demo/vbdmd/clean", "--enhanced", "demo/vbdmd/noisy"]
     return {
-        "teacher.py": training + [(["--preset", "huge"], "invalid choice")],
+        "data.py": [(["testset", "--speech", missing, "--out", out], "no such folder"),
+                    (["testset", "--speech", f"demo/speech_test,{missing}", "--out", out], "no such folder"),
+                    (["testset", "--speech", ",", "--out", out], "no folder given"),
+                    (["testset", "--speech", "demo/speech_test", "--noise", missing, "--out", out], "no such folder"),
+                    (["testset", "--speech", "demo/speech_test", "--out", existing], "exists"),
+                    (["testset", "--speech", "demo/speech_test", "--snr", "nan", "3", "--out", out], "finite"),
+                    (["testset", "--speech", "demo/speech_test", "--snr", "9", "3", "--out", out], "above the high"),
+                    (["test", "--speech", "demo/speech_test", "--out", out], "invalid choice")],
+        "teacher.py": training + [(["--preset", "huge"], "invalid choice"),
+                                  (["export", missing, tmp / "e.pt"], "no such checkpoint"),
+                                  (["export", "checkpoints/teacher-small.pt", existing], "exists"),
+                                  (["pack", "checkpoints/teacher-small.pt", tmp / "p", "0"], "choose 0.01 to 16"),
+                                  (["unpack", missing, tmp / "u.pt"], "no readable manifest.json")],
         "distill.py": training + [(["--teacher", missing], "no such checkpoint"), (["--num-scales", "1"], "at least 2"),
                                   (["--sisdr-weight", "-1"], "at least 0"), (["--mrstft-weight", "-1"], "at least 0"),
                                   (["--pesq-weight", "-1"], "at least 0"), (["--trajectory", "up"], "invalid choice")],
@@ -141,14 +158,40 @@ def test_a_bad_value_ends_in_one_error_line(script, tmp_path, capsys):
     assert (tmp_path / "existing.wav").read_bytes() == b"a user's file"
 
 
+def test_good_values_pass_as_they_are_typed(tmp_path):
+    """The checks refuse only bad values: numbers in range, existing files and folders ("a,b" for several), a new
+    output folder all parse into the config as given."""
+    argv = ["--steps", "3", "--lr", "0.001", "--ema-decay", "1", "--num-frames", "128", "--valid-files", "0",
+            "--speech", "demo/speech_train,demo/speech_test", "--valid", "demo/vbdmd", "--out", str(tmp_path / "run"),
+            "--warm-start", "checkpoints/teacher-small.pt", "--teacher", "checkpoints/teacher-small.pt"]
+    cfg = teacher.parse_config(distill.Config, argv)
+    assert (cfg.steps, cfg.lr, cfg.ema_decay, cfg.num_frames, cfg.valid_files) == (3, 0.001, 1.0, 128, 0)
+    assert (cfg.speech, cfg.valid) == ("demo/speech_train,demo/speech_test", "demo/vbdmd")
+    assert cfg.out == str(tmp_path / "run")
+    assert cfg.warm_start == cfg.teacher == "checkpoints/teacher-small.pt" and cfg.data == ""
+
+
+def run_command(argv, words):
+    """python argv as a user runs it, from the repository root: one 'error:' line with words in it, a non-zero exit
+    status, no traceback."""
+    r = subprocess.run([sys.executable, *map(str, argv)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert r.returncode != 0 and "Traceback" not in r.stderr and len(errors) == 1 and words in errors[0], r.stderr
+
+
+@pytest.mark.parametrize("script", MAINS)
+def test_a_bad_value_on_the_command_line_ends_in_one_error_line(script, tmp_path):
+    """The script's first bad value of bad_values, through `python SCRIPT.py` (about 3 s each: torch is imported)."""
+    argv, words = bad_values(tmp_path)[script][0]
+    run_command([script, *argv], words)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["existing.wav", "folder.png"]  # nothing written
+
+
 @pytest.mark.parametrize("argv, words", [(["enhance.py", NOISY, "-o", "EXISTING"], "a file, not a folder"),
                                          (["distill.py", "--batch-size", "0", "--steps", "1"], "at least 1")])
 def test_the_commands_of_issue_21_end_in_one_error_line(argv, words, tmp_path):
     """The two commands of the bad-input battery that ended in a traceback, run as they were."""
     existing = tmp_path / "EXISTING.wav"
     existing.write_bytes(b"a user's file")
-    argv = [str(existing) if a == "EXISTING" else a for a in argv]
-    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    errors = [line for line in r.stderr.splitlines() if "error:" in line]
-    assert r.returncode != 0 and "Traceback" not in r.stderr and len(errors) == 1 and words in errors[0], r.stderr
+    run_command([existing if a == "EXISTING" else a for a in argv], words)
     assert existing.read_bytes() == b"a user's file"
