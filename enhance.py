@@ -291,6 +291,9 @@ def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto
         raise DataError(f"--batch {batch}: must be at least 1")
     if Path(out).exists() and not Path(out).is_dir():
         raise DataError(f"-o {out}: a file, not a folder; -o names the folder the outputs go into")
+    if not Path(out).exists() and Path(out).suffix.lower() in AUDIO_EXTS:  # not a folder named like a file
+        raise DataError(f"-o {out}: names a folder, and this looks like a file name: the outputs keep their "
+                        f"inputs' names inside the folder -o (e.g. -o {Path(out).parent / 'enhanced'})")
     jobs, errors = plan_jobs(inputs, Path(out))
     device = pick_device(device)
     if cuda_graph and device.type != "cuda":

@@ -109,6 +109,7 @@ def bad_values(tmp):
                                   (["--sisdr-weight", "-1"], "at least 0"), (["--mrstft-weight", "-1"], "at least 0"),
                                   (["--pesq-weight", "-1"], "at least 0"), (["--trajectory", "up"], "invalid choice")],
         "enhance.py": [([NOISY, "-o", existing], "a file, not a folder"),
+                       ([NOISY, "-o", tmp / "new.wav"], "looks like a file name"),
                        ([NOISY, "-o", out, "--steps", "0"], "at least 1"),
                        ([NOISY, "-o", out, "--batch", "0"], "at least 1"),
                        ([NOISY, "-o", out, "--checkpoint", missing], "no such checkpoint"),
