@@ -4,15 +4,19 @@
     python speed.py --batch 1 8 --precision fp32 bf16      # one run per batch size and precision
     python speed.py --calls-only --batch 1 8 --precision fp32 tf32 bf16 fp16 --peak-tflops 765
     python speed.py --calls-only --batch 8 --precision fp16 --compile --cuda-graph --peak-tflops 765
+    python speed.py --profile distill --device cuda --batch 14 --precision bf16 --repeats 3 --warmup 3
+    python speed.py --profile teacher --preset small --device cuda --batch 64 --precision bf16
 
 A tool on top of the method, not needed to understand it. benchmark times the teacher's predictor-corrector
 against the student's one step through the whole enhancement pipeline (enhance.enhance_batch), benchmark_calls
 the student's network call alone (RESULTS.md sections 3 and 5); both make the networks fast as enhance.py does
-(fast.optimise: memory format, torch.compile, CUDA graphs).
+(fast.optimise: memory format, torch.compile, CUDA graphs). profile_training profiles training updates of
+distill.py or teacher.py as teacher.fit runs them, and sums the time by kernel family (issue 22, RESULTS.md).
 """
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,10 +24,12 @@ import numpy as np
 import torch
 
 from data import DEMO, HOP, SAMPLE_RATE, DataError, crop_samples, load_audio, wav_to_spec
+from distill import Config as DistillConfig, load_teacher, rosecd_loss
 from enhance import PRECISIONS, enhance_batch, pick_device, precision
 from evaluate import check_writable, write_atomic
 from fast import optimise
 from model import NUM_FREQS, PRESETS, Denoiser, load_model, pad_spec
+from teacher import Config as TeacherConfig, fit, set_determinism, teacher_loss
 
 
 # ----------------------------------------------------------------------------- benchmarks
@@ -236,6 +242,158 @@ def summary_table(results):
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------- profile of a training update
+
+# (family, substrings of the lower-cased kernel name, or on a CPU of the op name): the first family that matches.
+# The order matters: cuDNN's layout kernels before the convolutions, convolutions (implicit GEMM) before GEMMs,
+# group norm (its own moments and reductions) before reductions. Copies include autocast's dtype casts.
+KERNEL_FAMILIES = (
+    ("optimizer (Adam, EMA)", ("adam", "multi_tensor_apply", "_foreach_", "lerp")),
+    ("layout conversion, copies", ("nchwtonhwc", "nhwctonchw", "copy_kernel", "aten::copy_", "aten::clone",
+                                   "memcpy", "catarraybatchedcopy", "aten::cat", "reorder")),
+    ("FFT", ("fft",)),
+    ("group norm", ("group_norm", "groupnorm", "rowwisemoments", "computefusedparams", "gammabeta",
+                    "compute1dbackward", "computeinternalgradients", "computebackwardfusedparams")),
+    ("convolution", ("convolution", "conv1d", "conv2d", "implicit_gemm", "implicit_convolve", "winograd", "fprop",
+                     "dgrad", "wgrad", "cudnn", "mkldnn")),
+    ("matrix multiply", ("gemm", "gemv", "matmul", "cublas", "aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm",
+                         "flash", "fmha")),
+    ("reduction", ("reduce", "aten::sum", "aten::mean", "norm", "aten::max", "aten::min", "aten::amax")),
+    ("element-wise", ("elementwise", "aten::add", "aten::sub", "aten::mul", "aten::div", "aten::silu", "aten::sigmoid",
+                      "aten::exp", "aten::log", "aten::pow", "aten::sqrt", "aten::rsqrt", "aten::reciprocal",
+                      "aten::abs", "aten::neg", "aten::sin", "aten::cos", "aten::where", "aten::clamp", "aten::fill_",
+                      "aten::zero_", "aten::pad", "aten::constant_pad", "aten::normal_", "aten::complex",
+                      "aten::view_as_real", "aten::angle", "aten::atan2", "aten::real", "aten::imag")),
+)
+FAMILIES = [family for family, _ in KERNEL_FAMILIES] + ["other"]
+
+
+def kernel_family(name):
+    """The family of a GPU kernel or CPU op, by its name (KERNEL_FAMILIES); 'other' where none matches."""
+    name = name.lower()
+    return next((family for family, parts in KERNEL_FAMILIES if any(part in name for part in parts)), "other")
+
+
+def profile_training(kind="distill", preset="reference", checkpoint_teacher="", device="auto", batch=14,
+                     mode="bf16", frames=256, updates=3, warmup=3, compiled=False, seed=0, threads=0):
+    """Profile of `updates` training updates of distill.py (kind 'distill': rosecd_loss, the student and its
+    EMA target started from a teacher: checkpoint_teacher, or random weights of preset) or of teacher.py
+    ('teacher': teacher_loss on a fresh network of preset), run by teacher.fit itself (its batches, autocast,
+    fused Adam, EMA, --compile) with one micro-batch of `batch` crops of `frames` frames per update.
+
+    After `warmup` untimed updates, `updates` are timed (time per update, crops/s, peak GPU memory) and as many
+    after them profiled with torch.profiler (it slows the launches, so it is not the clock): on a GPU the
+    kernels' device time, on a CPU the ops' self time, summed by kernel_family. mode: fp32 or bf16 (fit's
+    autocast, GPU only)."""
+    default_threads = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    device = benchmark_device(device, batch, False)
+    if mode not in ("fp32", "bf16") or (mode == "bf16" and device.type != "cuda"):
+        raise DataError(f"--precision {mode}: training profiles take fp32, or bf16 on a GPU (teacher.fit's autocast)")
+    if frames < 64 or frames % 64:
+        raise DataError(f"--frames {frames}: must be a positive multiple of 64 (the U-Net halves it 6 times)")
+    if updates < 1 or warmup < 0:
+        raise DataError(f"--repeats {updates} / --warmup {warmup}: at least 1 profiled update, no negative warm-up")
+    work = tempfile.TemporaryDirectory()  # fit's log and final checkpoint, thrown away
+    options = dict(out=work.name, steps=warmup + 2 * updates + 1, batch_size=batch, grad_accum=1, num_frames=frames,
+                   bf16=mode == "bf16", compile=compiled, valid_files=0, log_every=10 ** 9, save_every=10 ** 9,
+                   seed=seed, device=str(device))
+    if kind == "distill":  # as distill.distill builds its step
+        cfg = DistillConfig(**options)
+        set_determinism(cfg)
+        if checkpoint_teacher:
+            frozen, sde = load_teacher(checkpoint_teacher, device)
+        else:
+            frozen = Denoiser(preset, "edm").to(device).eval().requires_grad_(False)
+            sde = frozen.sde
+        model = Denoiser(**{**frozen.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
+        model.load_state_dict(frozen.state_dict())
+        if compiled:
+            optimise(frozen, device, compiled=True)
+
+        def loss_fn(D, target, clean, noisy, generator):
+            loss, parts, _ = rosecd_loss(D, target, frozen, sde, wav_to_spec(clean), wav_to_spec(noisy), clean, cfg,
+                                         generator)
+            return loss, parts
+        what = f"distill, {checkpoint_teacher or preset + ' random'} teacher"
+    elif kind == "teacher":  # as teacher.train builds its step
+        cfg = TeacherConfig(preset=preset, **options)
+        set_determinism(cfg)
+        model = Denoiser(preset, c_in="edm").to(device)
+        sde = model.sde
+
+        def loss_fn(D, ema, clean, noisy, generator):
+            return teacher_loss(D, sde, wav_to_spec(clean), wav_to_spec(noisy), generator, model.sigma_data), {}
+        what = f"teacher, {preset}"
+    else:
+        raise DataError(f"--profile {kind}: expected distill or teacher")
+
+    cuda = device.type == "cuda"
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    profiler = torch.profiler.profile(activities=activities)
+    clock, calls = {}, 0
+
+    def timed_loss_fn(*args):  # one call per update (grad_accum 1): marks the updates' boundaries
+        nonlocal calls
+        if calls in (warmup, warmup + updates, warmup + 2 * updates):
+            synchronize(device)
+            clock[calls] = time.perf_counter()
+        if calls == warmup and cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        if calls == warmup + updates:
+            profiler.start()
+        if calls == warmup + 2 * updates:
+            profiler.stop()
+        calls += 1
+        return loss_fn(*args)
+
+    with work:
+        fit(cfg, kind if kind == "teacher" else "student", model, timed_loss_fn, lambda ema: ({}, ""), sde, 0, 1,
+            device)
+    times = {}  # microseconds of each kernel (GPU) or op's self time (CPU), summed over the profiled updates
+    for event in profiler.key_averages():
+        if (event.device_type == torch.autograd.DeviceType.CUDA) == cuda:
+            times[event.key] = times.get(event.key, 0.0) + (event.self_device_time_total if cuda
+                                                            else event.self_cpu_time_total)
+    families = dict.fromkeys(FAMILIES, 0.0)
+    for name, us in times.items():
+        families[kernel_family(name)] += us / 1e3 / updates
+    total = sum(families.values())
+    seconds = (clock[warmup + updates] - clock[warmup]) / updates
+    top = sorted(times.items(), key=lambda item: -item[1])[:10]
+    result = {"kind": "profile", "step": kind, "model": what, "device": torch.cuda.get_device_name(device) if cuda
+              else "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "batch": batch,
+              "frames": frames, "precision": mode, "compiled": compiled, "updates": updates, "warmup": warmup,
+              "time_per_update_ms": 1e3 * seconds, "crops_per_s": batch / seconds,
+              "frames_per_s": batch * frames / seconds, "profiled_ms_per_update": total,
+              "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2 ** 30 if cuda else None,
+              "families_ms_per_update": families,
+              "shares_percent": {f: 100 * ms / total if total else 0.0 for f, ms in families.items()},
+              "top": [{"name": name, "family": kernel_family(name), "ms_per_update": us / 1e3 / updates}
+                      for name, us in top]}
+    torch.set_num_threads(default_threads)
+    return result
+
+
+def profile_table(r):
+    """The profile as markdown: time per kernel family, then the ten longest kernels (or CPU ops)."""
+    clock = "device" if r["device"] != "cpu" else "CPU self"
+    peak = f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] is not None else ""
+    lines = [f"{r['model']} on {r['device']}: batch {r['batch']} x {r['frames']} frames, {r['precision']}, "
+             f"{'compiled' if r['compiled'] else 'eager'}, {r['updates']} updates timed and {r['updates']} profiled "
+             f"after {r['warmup']} warm-up",
+             f"{r['time_per_update_ms']:.1f} ms per update, {r['crops_per_s']:.1f} crops/s "
+             f"({r['frames_per_s']:.0f} frames/s){peak}", "",
+             f"| kernel family | {clock} time ms per update | share % |", "|---|---|---|"]
+    for family, ms in r["families_ms_per_update"].items():
+        lines.append(f"| {family} | {ms:.2f} | {r['shares_percent'][family]:.1f} |")
+    lines += [f"| total | {r['profiled_ms_per_update']:.2f} | 100.0 |", "",
+              "| longest kernels | family | ms per update |", "|---|---|---|"]
+    lines += [f"| `{k['name'][:90]}` | {k['family']} | {k['ms_per_update']:.2f} |" for k in r["top"]]
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- command line
 
 def make_parser():
@@ -248,8 +406,10 @@ def make_parser():
                    help="student checkpoint (this project's or an official .ckpt); empty: random weights of --preset")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--steps", type=int, default=30, help="teacher sampler steps N (2N network calls)")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs of each model (the median is reported)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed one-call enhancements before each timed run")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs of each model (the median is reported); "
+                   "--profile: updates timed, and as many profiled after them")
+    p.add_argument("--warmup", type=int, default=1, help="untimed one-call enhancements before each timed run; "
+                   "--profile: untimed training updates first (with --compile: 3 or more)")
     p.add_argument("--seconds", type=float, default=4.0, help="audio length: --input cropped or repeated (0: as is)")
     p.add_argument("--input", default="", metavar="FILE",
                    help="noisy file to enhance; empty: demo/vbdmd/noisy/p287_003.wav")
@@ -272,9 +432,14 @@ def make_parser():
     p.add_argument("--peak-tflops", type=float, default=0.0, metavar="TF",
                    help="the device's measured peak TFLOP/s (e.g. 765: a bf16 matrix product on the H100 of "
                    "RESULTS.md): report the percentage achieved; 0: no percentage")
-    p.add_argument("--out", default="", metavar="DIR", help="folder for benchmark.json (every run's numbers); "
-                   "empty: no file")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark.json in --out")
+    p.add_argument("--profile", default="", choices=("", "distill", "teacher"),
+                   help="profile training updates instead, run by teacher.fit: distill.py's (a random --preset "
+                   "teacher, or --checkpoint-teacher) or teacher.py's (--preset), --batch crops of --frames frames "
+                   "per update; a table of the time per kernel family, crops/s and peak GPU memory")
+    p.add_argument("--out", default="", metavar="DIR", help="folder for benchmark.json (every run's numbers; "
+                   "--profile: profile.json, with the tables); empty: no file")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark.json or profile.json in "
+                   "--out")
     return p
 
 
@@ -287,11 +452,17 @@ def run_benchmark(a):
             raise DataError(f"{option} {value}: must be at least {least}")
     if a.out and Path(a.out).exists() and not Path(a.out).is_dir():
         raise DataError(f"--out {a.out}: a file, not a folder; choose another")
-    json_path = Path(a.out) / "benchmark.json" if a.out else None
+    json_path = Path(a.out) / ("profile.json" if a.profile else "benchmark.json") if a.out else None
     check_writable([json_path] if json_path else [], a.overwrite)
     results = []
     for batch in a.batch:
         for mode in a.precision:
+            if a.profile:
+                results.append(profile_training(a.profile, a.preset, a.checkpoint_teacher, a.device, batch, mode,
+                                                a.frames, a.repeats, a.warmup, a.compiled, a.seed, a.threads))
+                results[-1]["table"] = profile_table(results[-1])
+                print(results[-1]["table"], flush=True)
+                continue
             if a.calls_only:
                 results.append(benchmark_calls(a.preset, a.checkpoint_student, a.device, batch, mode, a.frames,
                                                a.repeats, a.warmup, a.compiled, a.cuda_graph, a.peak_tflops,
@@ -303,7 +474,7 @@ def run_benchmark(a):
                                      a.repeats, a.warmup, a.seconds, a.input, a.seed, a.threads, batch, mode,
                                      a.compiled, a.cuda_graph))
             print(benchmark_table(results[-1]), end="", flush=True)
-    if len(results) > 1 and not a.calls_only:
+    if len(results) > 1 and not (a.calls_only or a.profile):
         print(summary_table(results), end="")
     if json_path:
         write_atomic(json_path, json.dumps(results, indent=2) + "\n")
