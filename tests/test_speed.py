@@ -108,6 +108,64 @@ def test_help_lists_every_option_with_its_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--preset", "--checkpoint-teacher", "--checkpoint-student", "--device", "--steps", "--repeats",
                    "--warmup", "--seconds", "--input", "--threads", "--seed", "--batch", "--precision", "--compile",
-                   "--cuda-graph", "--calls-only", "--frames", "--peak-tflops", "--out", "--overwrite"):
+                   "--cuda-graph", "--calls-only", "--frames", "--peak-tflops", "--profile", "--out", "--overwrite"):
         assert option in text
     assert "(default: 30)" in text and "(default: reference)" in text
+
+
+# ----------------------------------------------------------------------------- profile of a training update
+
+@pytest.mark.parametrize("name, family", [
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64", "convolution"),
+    ("sm80_xmma_dgrad_implicit_gemm_indexed_wo_smem_bf16bf16_bf16f32_f32_nhwckrsc_nchw", "convolution"),
+    ("ampere_scudnn_winograd_128x128_ldg1_ldg4_relu_tile148t_nt_v1", "convolution"),
+    ("aten::mkldnn_convolution", "convolution"), ("aten::convolution_backward", "convolution"),
+    ("ampere_bf16_s16816gemm_bf16_128x128_ldg8_f2f_stages_64x3_nn", "matrix multiply"),
+    ("aten::addmm", "matrix multiply"),
+    ("void cudnn::ops::nchwToNhwcKernel<__nv_bfloat16, __nv_bfloat16, float, false, true>",
+     "layout conversion, copies"),
+    ("void cudnn::ops::nhwcToNchwKernel<float, float, float, true, false>", "layout conversion, copies"),
+    ("void at::native::unrolled_elementwise_kernel<at::native::direct_copy_kernel_cuda(at::TensorIteratorBase&)",
+     "layout conversion, copies"), ("Memcpy DtoD (Device -> Device)", "layout conversion, copies"),
+    ("void at::native::(anonymous namespace)::RowwiseMomentsCUDAKernel<float, float>", "group norm"),
+    ("void at::native::(anonymous namespace)::ComputeFusedParamsCUDAKernel<float>", "group norm"),
+    ("aten::native_group_norm_backward", "group norm"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::silu_kernel(at::TensorIteratorBase&)",
+     "element-wise"),
+    ("aten::silu_backward", "element-wise"),
+    ("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::MeanOps<float, float>",
+     "reduction"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<at::native::(anonymous namespace)::"
+     "FusedOptimizerTensorListMetadata<4>, at::native::(anonymous namespace)::FusedAdamMathFunctor<float, 4>",
+     "optimizer (Adam, EMA)"), ("Optimizer.step#Adam.step", "optimizer (Adam, EMA)"),
+    ("void regular_fft<256u, 16u, 16u, padding_t::none, twiddle_t::none>", "FFT"), ("fft_c2r_kernel", "FFT"),
+    ("aten::_fft_r2c", "FFT"), ("Memset (Device)", "other"), ("aten::empty", "other"),
+])
+def test_kernel_names_fall_into_their_family(name, family):
+    assert speed.kernel_family(name) == family
+
+
+def test_profile_of_distillation_updates_on_cpu_sums_to_the_whole(tmp_path, capsys):
+    (r,) = speed.main(["--profile", "distill", "--preset", "tiny", "--device", "cpu", "--batch", "2",
+                       "--frames", "64", "--repeats", "1", "--warmup", "1", "--threads", "1", "--out", str(tmp_path)])
+    assert r["kind"] == "profile" and r["step"] == "distill" and r["peak_memory_gib"] is None
+    assert list(r["families_ms_per_update"]) == speed.FAMILIES
+    assert sum(r["shares_percent"].values()) == pytest.approx(100)
+    assert sum(r["families_ms_per_update"].values()) == pytest.approx(r["profiled_ms_per_update"])
+    assert r["shares_percent"]["convolution"] > 20  # a U-Net's update is mostly convolutions on a CPU
+    assert r["crops_per_s"] == pytest.approx(2000 / r["time_per_update_ms"])
+    assert r["frames_per_s"] == pytest.approx(64 * r["crops_per_s"])
+    assert r["top"] and all(k["family"] == speed.kernel_family(k["name"]) for k in r["top"])
+    out = capsys.readouterr().out
+    assert "| kernel family | CPU self time ms per update | share % |" in out and "crops/s" in out
+    assert json.loads((tmp_path / "profile.json").read_text())[0]["table"] == r["table"]
+
+
+def test_profile_of_teacher_updates_and_what_it_refuses():
+    r = speed.profile_training("teacher", "tiny", device="cpu", batch=2, mode="fp32", frames=64, updates=1,
+                               warmup=0, threads=1)
+    assert r["step"] == "teacher" and sum(r["shares_percent"].values()) == pytest.approx(100)
+    assert "optimizer (Adam, EMA)" in speed.profile_table(r)
+    assert "bf16 on a GPU" in run_main("--profile", "teacher", "--preset", "tiny", "--device", "cpu",
+                                       "--precision", "bf16")
+    assert "--frames 100" in run_main("--profile", "teacher", "--preset", "tiny", "--device", "cpu", "--frames", "100")
