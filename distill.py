@@ -181,6 +181,21 @@ def load_teacher(path, device):
     return teacher.requires_grad_(False), sde
 
 
+def student_and_loss(cfg, teacher, sde, device, pesq_loss=None):
+    """The student and the loss_fn of teacher.fit for distilling `teacher` (already on `device`): the student
+    and its target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)."""
+    student = Denoiser(**{**teacher.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
+    student.load_state_dict(teacher.state_dict())
+    if cfg.compile:
+        optimise(teacher, device, compiled=True)
+
+    def loss_fn(D, target, clean, noisy, generator):
+        loss, parts, _ = rosecd_loss(D, target, teacher, sde, wav_to_spec(clean), wav_to_spec(noisy), clean, cfg,
+                                     generator, pesq_loss)
+        return loss, parts
+    return student, loss_fn
+
+
 def distill(cfg):
     if crop_samples(cfg.num_frames) < 1024:
         raise DataError("--num-frames must be at least 9 for the 1024-point STFT of the auxiliary loss")
@@ -191,20 +206,7 @@ def distill(cfg):
     sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if cfg.valid_files else {}
     rank, world, device = setup_distributed(cfg.device)
     set_determinism(cfg)
-    teacher.to(device)
-
-    # student and target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)
-    student = Denoiser(**{**teacher.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
-    student.load_state_dict(teacher.state_dict())
-
-    if cfg.compile:
-        optimise(teacher, device, compiled=True)
-
-    def loss_fn(D, target, clean, noisy, generator):
-        loss, parts, _ = rosecd_loss(D, target, teacher, sde, wav_to_spec(clean), wav_to_spec(noisy), clean, cfg,
-                                     generator, pesq_loss)
-        return loss, parts
-
+    student, loss_fn = student_and_loss(cfg, teacher.to(device), sde, device, pesq_loss)
     return fit(cfg, "student", student, loss_fn, validator(teacher, sde, sets, cfg), sde, rank, world, device,
                resume)
 

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from data import DEMO, HOP, SAMPLE_RATE, DataError, crop_samples, load_audio, wav_to_spec
-from distill import Config as DistillConfig, load_teacher, rosecd_loss
+from distill import Config as DistillConfig, load_teacher, student_and_loss
 from enhance import PRECISIONS, enhance_batch, pick_device, precision
 from evaluate import check_writable, write_atomic
 from fast import optimise
 from model import NUM_FREQS, PRESETS, Denoiser, load_model, pad_spec
-from teacher import Config as TeacherConfig, fit, set_determinism, teacher_loss
+from teacher import Config as TeacherConfig, fit, network_and_loss, set_determinism
 
 
 # ----------------------------------------------------------------------------- benchmarks
@@ -308,24 +308,12 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
         else:
             frozen = Denoiser(preset, "edm").to(device).eval().requires_grad_(False)
             sde = frozen.sde
-        model = Denoiser(**{**frozen.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
-        model.load_state_dict(frozen.state_dict())
-        if compiled:
-            optimise(frozen, device, compiled=True)
-
-        def loss_fn(D, target, clean, noisy, generator):
-            loss, parts, _ = rosecd_loss(D, target, frozen, sde, wav_to_spec(clean), wav_to_spec(noisy), clean, cfg,
-                                         generator)
-            return loss, parts
+        model, loss_fn = student_and_loss(cfg, frozen, sde, device)
         what = f"distill, {checkpoint_teacher or preset + ' random'} teacher"
     elif kind == "teacher":  # as teacher.train builds its step
         cfg = TeacherConfig(preset=preset, **options)
         set_determinism(cfg)
-        model = Denoiser(preset, c_in="edm").to(device)
-        sde = model.sde
-
-        def loss_fn(D, ema, clean, noisy, generator):
-            return teacher_loss(D, sde, wav_to_spec(clean), wav_to_spec(noisy), generator, model.sigma_data), {}
+        model, sde, loss_fn = network_and_loss(cfg, device)
         what = f"teacher, {preset}"
     else:
         raise DataError(f"--profile {kind}: expected distill or teacher")

@@ -490,18 +490,23 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device, resume
     return ema, model
 
 
+def network_and_loss(cfg, device):
+    """A fresh teacher network of cfg.preset on `device`, its SDE and the loss_fn of fit."""
+    sde = SDE()
+    model = Denoiser(cfg.preset, c_in="edm").to(device)
+
+    def loss_fn(D, ema, clean, noisy, generator):
+        return teacher_loss(D, sde, wav_to_spec(clean), wav_to_spec(noisy), generator, model.sigma_data), {}
+    return model, sde, loss_fn
+
+
 def train(cfg):
     resume = preflight(cfg, "teacher")
     # read by every process before any work, so that a bad file fails at the start (only rank 0 validates)
     sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if cfg.valid_files else {}
     rank, world, device = setup_distributed(cfg.device)
     set_determinism(cfg)
-    sde = SDE()
-
-    model = Denoiser(cfg.preset, c_in="edm").to(device)
-
-    def loss_fn(D, ema, clean, noisy, generator):
-        return teacher_loss(D, sde, wav_to_spec(clean), wav_to_spec(noisy), generator, model.sigma_data), {}
+    model, sde, loss_fn = network_and_loss(cfg, device)
 
     def validate_fn(ema):  # one set: pesq, estoi, si_sdr; several: NAME/pesq, ... for each
         metrics = {}
