@@ -2,7 +2,7 @@
 # checkpoint of each run named in PACK into $OUT (one 62 MiB state per call fits) with the logs.
 export PYTHONPATH=/tmp/site
 T0=$(date +%s); R=${R:-/tmp/runs}; LIMIT=${LIMIT:-500}; mkdir -p $R
-if [ -n "$START" ]; then setsid nohup bash /tmp/run.sh > /tmp/run.txt 2>&1 < /dev/null & sleep 2; fi
+if [ -n "$START" ]; then setsid nohup bash /tmp/${SCRIPT:-run.sh} > /tmp/run.txt 2>&1 < /dev/null & sleep 2; fi
 while [ $(( $(date +%s) - T0 )) -lt $LIMIT ] && ! grep -q DONE $R/stage 2>/dev/null; do
   sleep 30; echo "--- $(( $(date +%s) - T0 )) s: $(tail -1 $R/stage 2>/dev/null)"
   for f in $R/*/log.jsonl; do echo "$f: $(grep '"event": "train"' $f | tail -1 | cut -c20-140)"; done
@@ -17,3 +17,4 @@ for n in $PACK; do
     python3 teacher.py pack /tmp/pack-$n.pt /tmp/packed-$n && mkdir -p $OUT/$n && cp /tmp/packed-$n/* $OUT/$n/
 done
 tar -czf $OUT/logs.tgz -C $R --exclude='*.pt' --exclude='*.tmp' . ; ls -la $OUT $OUT/*
+[ -n "$KEEPCC" ] && tar -czf $OUT/cc.tgz -C /tmp cc && ls -la $OUT/cc.tgz
