@@ -186,6 +186,8 @@ def student_and_loss(cfg, teacher, sde, device, pesq_loss=None):
     and its target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)."""
     student = Denoiser(**{**teacher.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
     student.load_state_dict(teacher.state_dict())
+    if cfg.channels_last:  # the student is converted by teacher.fit, with its target
+        teacher.to(memory_format=torch.channels_last)
     if cfg.compile:
         optimise(teacher, device, compiled=True)
 

@@ -276,7 +276,8 @@ def kernel_family(name):
 
 
 def profile_training(kind="distill", preset="reference", checkpoint_teacher="", device="auto", batch=14,
-                     mode="bf16", frames=256, updates=3, warmup=3, compiled=False, seed=0, threads=0):
+                     mode="bf16", frames=256, updates=3, warmup=3, compiled=False, seed=0, threads=0,
+                     channels_last=False):
     """Profile of `updates` training updates of distill.py (kind 'distill': rosecd_loss, the student and its
     EMA target started from a teacher: checkpoint_teacher, or random weights of preset) or of teacher.py
     ('teacher': teacher_loss on a fresh network of preset), run by teacher.fit itself (its batches, autocast,
@@ -285,7 +286,8 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
     After `warmup` untimed updates, `updates` are timed (time per update, crops/s, peak GPU memory) and as many
     after them profiled with torch.profiler (it slows the launches, so it is not the clock): on a GPU the
     kernels' device time, on a CPU the ops' self time, summed by kernel_family. mode: fp32 or bf16 (fit's
-    autocast, GPU only)."""
+    autocast, GPU only). channels_last: fit's --channels-last. The first update's time is reported apart
+    (first_update_s: with compiled, mostly compiling)."""
     default_threads = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
@@ -298,7 +300,7 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
         raise DataError(f"--repeats {updates} / --warmup {warmup}: at least 1 profiled update, no negative warm-up")
     work = tempfile.TemporaryDirectory()  # fit's log and final checkpoint, thrown away
     options = dict(out=work.name, steps=warmup + 2 * updates + 1, batch_size=batch, grad_accum=1, num_frames=frames,
-                   bf16=mode == "bf16", compile=compiled, valid_files=0, log_every=10 ** 9, save_every=10 ** 9,
+                   bf16=mode == "bf16", compile=compiled, channels_last=channels_last, valid_files=0, log_every=10 ** 9, save_every=10 ** 9,
                    seed=seed, device=str(device))
     if kind == "distill":  # as distill.distill builds its step
         cfg = DistillConfig(**options)
@@ -325,7 +327,7 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
 
     def timed_loss_fn(*args):  # one call per update (grad_accum 1): marks the updates' boundaries
         nonlocal calls
-        if calls in (warmup, warmup + updates, warmup + 2 * updates):
+        if calls in (0, 1, warmup, warmup + updates, warmup + 2 * updates):
             synchronize(device)
             clock[calls] = time.perf_counter()
         if calls == warmup and cuda:
@@ -353,7 +355,8 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
     top = sorted(times.items(), key=lambda item: -item[1])[:10]
     result = {"kind": "profile", "step": kind, "model": what, "device": torch.cuda.get_device_name(device) if cuda
               else "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "batch": batch,
-              "frames": frames, "precision": mode, "compiled": compiled, "updates": updates, "warmup": warmup,
+              "frames": frames, "precision": mode, "compiled": compiled, "channels_last": channels_last,
+              "updates": updates, "warmup": warmup, "first_update_s": clock[1] - clock[0],
               "time_per_update_ms": 1e3 * seconds, "crops_per_s": batch / seconds,
               "frames_per_s": batch * frames / seconds, "profiled_ms_per_update": total,
               "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2 ** 30 if cuda else None,
@@ -370,10 +373,11 @@ def profile_table(r):
     clock = "device" if r["device"] != "cpu" else "CPU self"
     peak = f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] is not None else ""
     lines = [f"{r['model']} on {r['device']}: batch {r['batch']} x {r['frames']} frames, {r['precision']}, "
-             f"{'compiled' if r['compiled'] else 'eager'}, {r['updates']} updates timed and {r['updates']} profiled "
+             f"{'compiled' if r['compiled'] else 'eager'}{', channels-last' if r.get('channels_last') else ''}, "
+             f"{r['updates']} updates timed and {r['updates']} profiled "
              f"after {r['warmup']} warm-up",
              f"{r['time_per_update_ms']:.1f} ms per update, {r['crops_per_s']:.1f} crops/s "
-             f"({r['frames_per_s']:.0f} frames/s){peak}", "",
+             f"({r['frames_per_s']:.0f} frames/s){peak}; the first update took {r['first_update_s']:.1f} s", "",
              f"| kernel family | {clock} time ms per update | share % |", "|---|---|---|"]
     for family, ms in r["families_ms_per_update"].items():
         lines.append(f"| {family} | {ms:.2f} | {r['shares_percent'][family]:.1f} |")
@@ -425,6 +429,9 @@ def make_parser():
                    help="profile training updates instead, run by teacher.fit: distill.py's (a random --preset "
                    "teacher, or --checkpoint-teacher) or teacher.py's (--preset), --batch crops of --frames frames "
                    "per update; a table of the time per kernel family, crops/s and peak GPU memory")
+    p.add_argument("--channels-last", action="store_true",
+                   help="--profile: the training step's networks in channels-last memory (teacher.py and "
+                   "distill.py --channels-last)")
     p.add_argument("--out", default="", metavar="DIR", help="folder for benchmark.json (every run's numbers; "
                    "--profile: profile.json, with the tables); empty: no file")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark.json or profile.json in "
@@ -439,6 +446,8 @@ def run_benchmark(a):
                                  ("--peak-tflops", a.peak_tflops, 0), *(("--batch", b, 1) for b in a.batch)):
         if not value >= least:
             raise DataError(f"{option} {value}: must be at least {least}")
+    if a.channels_last and not a.profile:
+        raise DataError("--channels-last is an option of --profile (the training step's layout)")
     if a.out and Path(a.out).exists() and not Path(a.out).is_dir():
         raise DataError(f"--out {a.out}: a file, not a folder; choose another")
     json_path = Path(a.out) / ("profile.json" if a.profile else "benchmark.json") if a.out else None
@@ -448,7 +457,8 @@ def run_benchmark(a):
         for mode in a.precision:
             if a.profile:
                 results.append(profile_training(a.profile, a.preset, a.checkpoint_teacher, a.device, batch, mode,
-                                                a.frames, a.repeats, a.warmup, a.compiled, a.seed, a.threads))
+                                                a.frames, a.repeats, a.warmup, a.compiled, a.seed, a.threads,
+                                                a.channels_last))
                 results[-1]["table"] = profile_table(results[-1])
                 print(results[-1]["table"], flush=True)
                 continue

@@ -80,6 +80,9 @@ class TrainConfig:
     bf16: bool = option(False, "bf16 autocast on GPU")
     compile: bool = option(False, "torch.compile the U-Nets of a training step "
                                   "(GPU; the small one took over 4 min to compile on an H100)")
+    channels_last: bool = option(False, "the networks of a training step (model, EMA target, distill.py's teacher) "
+                                        "and their inputs in channels-last (NHWC) memory, the layout of cuDNN's "
+                                        "bf16 convolutions: no layout conversions around them. Same results")
     grad_clip: float = option(0.0, "clip the gradient norm to this (0: off)", minimum=0)
     valid_every: int = option(2000, "validate every so many updates (0: only at the end)", minimum=0)
     valid_files: int = option(4, "held-out utterances of each validation set enhanced at each validation "
@@ -108,7 +111,7 @@ class TrainConfig:
 
 # The options in which a continued run may differ from the run that wrote its checkpoint: how long, how fast,
 # where, what is logged and validated. A difference in any other option is another run: refused unless --resume.
-MAY_CHANGE = ("out", "steps", "lr", "grad_clip", "bf16", "compile", "deterministic", "device", "valid", "valid_every",
+MAY_CHANGE = ("out", "steps", "lr", "grad_clip", "bf16", "compile", "channels_last", "deterministic", "device", "valid", "valid_every",
               "valid_files", "valid_steps", "save_every", "max_minutes", "log_every", "resume", "fresh", "warm_start")
 
 
@@ -319,6 +322,19 @@ def ema_update(ema, model, decay):
         b_ema.copy_(b)
 
 
+def to_channels_last(model, ema, opt):
+    """--channels-last: the 4-D weights of model and EMA in channels-last memory, and Adam's moments beside them
+    (a resumed checkpoint holds them in the default layout; fused Adam wants a weight's layout in its moments).
+    The U-Net turns its input to its weights' layout (NCSNpp.forward); gradients take their weights' layout."""
+    for m in (model, ema):
+        m.to(memory_format=torch.channels_last)  # in place: Adam keeps the same parameters
+    for p in model.parameters():
+        state = opt.state.get(p, {})
+        for k, v in state.items():
+            if torch.is_tensor(v) and v.dim() == 4:
+                state[k] = v.to(memory_format=torch.channels_last)
+
+
 def weights_hash(module):
     """A short hash of a module's weights, to check that DDP ranks agree."""
     h = hashlib.sha256()
@@ -406,6 +422,8 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device, resume
         ema.load_state_dict(ckpt["ema"])
         step, gpu_seconds = ckpt.get("step") or 0, ckpt.get("gpu_seconds", 0.0)
         del ckpt
+    if cfg.channels_last:  # before compiling and DDP: both take the layout the weights have then
+        to_channels_last(model, ema, opt)
     batches = data.make_batches(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, device)
     if cfg.compile:  # the U-Nets of model and EMA compiled in place; validation runs them eagerly (below)
         optimise(model, device, compiled=True)

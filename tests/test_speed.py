@@ -108,7 +108,7 @@ def test_help_lists_every_option_with_its_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--preset", "--checkpoint-teacher", "--checkpoint-student", "--device", "--steps", "--repeats",
                    "--warmup", "--seconds", "--input", "--threads", "--seed", "--batch", "--precision", "--compile",
-                   "--cuda-graph", "--calls-only", "--frames", "--peak-tflops", "--profile", "--out", "--overwrite"):
+                   "--cuda-graph", "--calls-only", "--frames", "--peak-tflops", "--profile", "--channels-last", "--out", "--overwrite"):
         assert option in text
     assert "(default: 30)" in text and "(default: reference)" in text
 
@@ -163,9 +163,11 @@ def test_profile_of_distillation_updates_on_cpu_sums_to_the_whole(tmp_path, caps
 
 def test_profile_of_teacher_updates_and_what_it_refuses():
     r = speed.profile_training("teacher", "tiny", device="cpu", batch=2, mode="fp32", frames=64, updates=1,
-                               warmup=0, threads=1)
+                               warmup=0, threads=1, channels_last=True)
     assert r["step"] == "teacher" and sum(r["shares_percent"].values()) == pytest.approx(100)
-    assert "optimizer (Adam, EMA)" in speed.profile_table(r)
+    assert r["channels_last"] and r["first_update_s"] > 0
+    assert "optimizer (Adam, EMA)" in speed.profile_table(r) and "eager, channels-last" in speed.profile_table(r)
+    assert "an option of --profile" in run_main("--channels-last", "--device", "cpu")
     assert "bf16 on a GPU" in run_main("--profile", "teacher", "--preset", "tiny", "--device", "cpu",
                                        "--precision", "bf16")
     assert "--frames 100" in run_main("--profile", "teacher", "--preset", "tiny", "--device", "cpu", "--frames", "100")
