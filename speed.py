@@ -300,8 +300,8 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
         raise DataError(f"--repeats {updates} / --warmup {warmup}: at least 1 profiled update, no negative warm-up")
     work = tempfile.TemporaryDirectory()  # fit's log and final checkpoint, thrown away
     options = dict(out=work.name, steps=warmup + 2 * updates + 1, batch_size=batch, grad_accum=1, num_frames=frames,
-                   bf16=mode == "bf16", compile=compiled, channels_last=channels_last, valid_files=0, log_every=10 ** 9, save_every=10 ** 9,
-                   seed=seed, device=str(device))
+                   bf16=mode == "bf16", compile=compiled, channels_last=channels_last, valid_files=0,
+                   log_every=10 ** 9, save_every=10 ** 9, seed=seed, device=str(device))
     if kind == "distill":  # as distill.distill builds its step
         cfg = DistillConfig(**options)
         set_determinism(cfg)
@@ -372,12 +372,13 @@ def profile_table(r):
     """The profile as markdown: time per kernel family, then the ten longest kernels (or CPU ops)."""
     clock = "device" if r["device"] != "cpu" else "CPU self"
     peak = f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] is not None else ""
+    first = f"; the first update took {r['first_update_s']:.1f} s" if "first_update_s" in r else ""  # (older files)
     lines = [f"{r['model']} on {r['device']}: batch {r['batch']} x {r['frames']} frames, {r['precision']}, "
              f"{'compiled' if r['compiled'] else 'eager'}{', channels-last' if r.get('channels_last') else ''}, "
              f"{r['updates']} updates timed and {r['updates']} profiled "
              f"after {r['warmup']} warm-up",
              f"{r['time_per_update_ms']:.1f} ms per update, {r['crops_per_s']:.1f} crops/s "
-             f"({r['frames_per_s']:.0f} frames/s){peak}; the first update took {r['first_update_s']:.1f} s", "",
+             f"({r['frames_per_s']:.0f} frames/s){peak}{first}", "",
              f"| kernel family | {clock} time ms per update | share % |", "|---|---|---|"]
     for family, ms in r["families_ms_per_update"].items():
         lines.append(f"| {family} | {ms:.2f} | {r['shares_percent'][family]:.1f} |")

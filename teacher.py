@@ -111,8 +111,9 @@ class TrainConfig:
 
 # The options in which a continued run may differ from the run that wrote its checkpoint: how long, how fast,
 # where, what is logged and validated. A difference in any other option is another run: refused unless --resume.
-MAY_CHANGE = ("out", "steps", "lr", "grad_clip", "bf16", "compile", "channels_last", "deterministic", "device", "valid", "valid_every",
-              "valid_files", "valid_steps", "save_every", "max_minutes", "log_every", "resume", "fresh", "warm_start")
+MAY_CHANGE = ("out", "steps", "lr", "grad_clip", "bf16", "compile", "channels_last", "deterministic", "device",
+              "valid", "valid_every", "valid_files", "valid_steps", "save_every", "max_minutes", "log_every", "resume",
+              "fresh", "warm_start")
 
 
 @dataclass
