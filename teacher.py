@@ -336,6 +336,14 @@ def to_channels_last(model, ema, opt):
                 state[k] = v.to(memory_format=torch.channels_last)
 
 
+def peak_memory(device):
+    """{"peak_memory_gib": the most GPU memory this process has held so far} for a log line (a rate beside
+    the memory it took); {} on a CPU."""
+    if device.type != "cuda":
+        return {}
+    return {"peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2 ** 30}
+
+
 def weights_hash(module):
     """A short hash of a module's weights, to check that DDP ranks agree."""
     h = hashlib.sha256()
@@ -479,7 +487,7 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device, resume
                 seconds = time.time() - t0
                 log.write(event="train", step=step, **means, samples_per_s=samples / seconds,
                           frames_per_s=samples * cfg.num_frames / seconds, elapsed_s=time.time() - t_start,
-                          gpu_minutes=gpu_minutes())
+                          gpu_minutes=gpu_minutes(), **peak_memory(device))
                 bar.set_postfix(loss=f"{means['loss']:.4g}")
                 t0, parts = time.time(), []
             if step % cfg.save_every == 0 or last:

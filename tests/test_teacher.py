@@ -46,6 +46,12 @@ def test_teacher_loss_falls_in_200_cpu_steps(tmp_path):
     assert last < 0.8 * first, (first, last)
 
 
+def test_log_lines_carry_the_peak_gpu_memory_on_a_gpu_only(monkeypatch):
+    assert teacher.peak_memory(torch.device("cpu")) == {}
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 3 * 2 ** 30 if device.index == 1 else 0)
+    assert teacher.peak_memory(torch.device("cuda:1")) == {"peak_memory_gib": 3.0}
+
+
 def test_resume_continues_bit_identically(tmp_path):
     common = dict(FAST, grad_accum=2, deterministic=True)  # with gradient accumulation too
     train(Config(**common, steps=6, out=str(tmp_path / "straight")))
