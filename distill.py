@@ -13,6 +13,7 @@ loss on the student's output waveform. The target network is the EMA of the stud
 
 The training machinery (data, DDP, checkpoint, resume, log) is teacher.py's.
 """
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -23,11 +24,12 @@ import torch
 
 import data
 from data import DataError, crop_samples, spec_to_wav, wav_to_spec
-from evaluate import score
+from evaluate import score, write_atomic
 from fast import optimise
 from model import Denoiser, load_model
 from sde import bcast, heun_step, randn_like, time_grid
-from teacher import TrainConfig, fit, option, parse_config, preflight, set_determinism, setup_distributed, validate
+from teacher import (TrainConfig, fit, option, parse_config, preflight, set_determinism, setup_distributed, validate,
+                     weights_hash)
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
@@ -150,11 +152,24 @@ def results_table(rows):
 
 def validator(teacher, sde, sets, cfg):
     """validate_fn for teacher.fit: on each validation set {name: pairs}, the student's one-step output
-    against the teacher's valid_steps-step output on the same held-out files (the teacher's scores are
-    computed once). Metrics noisy_pesq, teacher_pesq, student_pesq, ...; with several sets NAME/... each."""
-    reference = {}
+    against the teacher's valid_steps-step output on the same held-out files. Metrics noisy_pesq,
+    teacher_pesq, student_pesq, ...; with several sets NAME/... each.
+
+    The teacher's and the noisy input's scores do not change during a run: they are computed once and kept
+    in out/valid_reference.json beside what they depend on (the teacher's weights, the files, the steps, the
+    seed, the device type, whose random generator draws the sampler's noise). A resumed run reads them
+    instead of running the teacher's sampler again, and so does another student of the same teacher whose
+    --out is given a copy of the file."""
+    path = Path(cfg.out) / "valid_reference.json"
+    key, reference = None, {}
 
     def validate_fn(ema):
+        nonlocal key, reference
+        if key is None:  # at the first validation: rank 0 only, the teacher on its device
+            key = {"teacher": weights_hash(teacher), "device": next(teacher.parameters()).device.type,
+                   "steps": cfg.valid_steps, "seed": cfg.seed,
+                   "files": {name: [p[0] for p in pairs] for name, pairs in sets.items()}}
+            reference = read_reference(path, key)
         metrics, tables = {}, []
         for set_name, pairs in sets.items():
             if set_name not in reference:
@@ -162,12 +177,23 @@ def validator(teacher, sde, sets, cfg):
                     "noisy": ("-", {k: float(np.nanmean([score(c, y)[k] for _, c, y in pairs]))
                                     for k in ("pesq", "estoi", "si_sdr")}),
                     "teacher": (cfg.valid_steps, validate(teacher, sde, pairs, cfg.valid_steps, cfg.seed))}
+                write_atomic(path, json.dumps({"key": key, "scores": reference}, indent=1) + "\n")
             rows = dict(reference[set_name], student=(1, validate(ema, sde, pairs, 1, cfg.seed)))
             prefix = f"{set_name}/" if len(sets) > 1 else ""
             metrics.update({f"{prefix}{name}_{k}": v for name, (_, m) in rows.items() for k, v in m.items()})
             tables.append((f"{set_name}:\n" if len(sets) > 1 else "") + results_table(rows))
         return metrics, "\n".join(tables)
     return validate_fn
+
+
+def read_reference(path, key):
+    """The scores of valid_reference.json where they were made under `key`, else {} (no file, another
+    teacher, other files: computed anew)."""
+    try:
+        stored = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stored.get("scores", {}) if isinstance(stored, dict) and stored.get("key") == key else {}
 
 
 # ----------------------------------------------------------------------------- training

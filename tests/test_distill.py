@@ -175,10 +175,11 @@ def test_a_run_switches_to_channels_last_on_resume_with_its_adam_moments(tiny_te
     distill.distill(distill.Config(steps=3, out=str(tmp_path), channels_last=True, **common))
     after = teacher.load_checkpoint(tmp_path / "checkpoint.pt")
     conv = "net.conv_in.weight"
-    assert before["raw"][conv].is_contiguous() and not before["raw"][conv].is_contiguous(memory_format=torch.channels_last)
-    assert after["step"] == 3 and after["raw"][conv].is_contiguous(memory_format=torch.channels_last)
+    nhwc = torch.channels_last
+    assert before["raw"][conv].is_contiguous() and not before["raw"][conv].is_contiguous(memory_format=nhwc)
+    assert after["step"] == 3 and after["raw"][conv].is_contiguous(memory_format=nhwc)
     moments = [v for s in after["optimizer"]["state"].values() for k, v in s.items() if k == "exp_avg" and v.dim() == 4]
-    assert moments and all(v.is_contiguous(memory_format=torch.channels_last) for v in moments)
+    assert moments and all(v.is_contiguous(memory_format=nhwc) for v in moments)
     assert not torch.equal(after["raw"][conv], before["raw"][conv])  # the resumed update changed the weights
 
 
@@ -188,6 +189,27 @@ def test_channels_last_converts_the_teacher_of_the_step(tiny_teacher):
         config = distill.Config(teacher=str(tiny_teacher), channels_last=layout, **FAST)
         distill.student_and_loss(config, frozen, sde, torch.device("cpu"))
         assert frozen.net.conv_in.weight.is_contiguous(memory_format=expected)
+
+
+def test_validation_runs_the_teacher_once_and_a_resumed_run_reads_its_scores(tiny_teacher, tmp_path, monkeypatch):
+    frozen, sde = distill.load_teacher(tiny_teacher, "cpu")
+    sets = data.validation_sets("", "", 2)  # two of the bundled p287 pairs
+    config = distill.Config(teacher=str(tiny_teacher), out=str(tmp_path), valid_steps=2, **FAST)
+    steps, real = [], distill.validate
+    monkeypatch.setattr(distill, "validate",
+                        lambda D, sde, pairs, n, seed=0: steps.append(n) or real(D, sde, pairs, n, seed))
+    student = copy.deepcopy(frozen)
+    first, _ = distill.validator(frozen, sde, sets, config)(student)
+    assert steps == [2, 1] and (tmp_path / "valid_reference.json").is_file()  # the teacher's 2-step PC, the student
+    steps.clear()
+    again, _ = distill.validator(frozen, sde, sets, config)(student)  # a resumed run builds a new validator
+    read_back = lambda metrics: {k: v for k, v in metrics.items() if not k.startswith("student")}
+    assert steps == [1] and read_back(again) == read_back(first) and again == pytest.approx(first)
+    with torch.no_grad():
+        frozen.net.conv_final.bias.add_(0.01)  # another teacher: its scores are computed anew
+    steps.clear()
+    other, _ = distill.validator(frozen, sde, sets, config)(student)
+    assert steps == [2, 1] and other["teacher_pesq"] != first["teacher_pesq"]
 
 
 def test_distilled_student_beats_the_noisy_input(tiny_teacher, tmp_path):
