@@ -82,7 +82,7 @@ class TrainConfig:
                                   "(GPU; the small one took over 4 min to compile on an H100)")
     channels_last: bool = option(False, "the networks of a training step (model, EMA target, distill.py's teacher) "
                                         "and their inputs in channels-last (NHWC) memory, the layout of cuDNN's "
-                                        "bf16 convolutions. Same results; eager on an H200 it measured 35 % slower "
+                                        "bf16 convolutions. Same results; eager on an H200 it measured a third slower "
                                         "(group norm converts back), compiled: not measured yet")
     grad_clip: float = option(0.0, "clip the gradient norm to this (0: off)", minimum=0)
     valid_every: int = option(2000, "validate every so many updates (0: only at the end)", minimum=0)

@@ -52,6 +52,16 @@ def test_every_option_has_a_meaning_and_a_default(script):
 
 
 @pytest.mark.parametrize("script", PARSERS)
+def test_every_help_text_prints_as_written(script):
+    """argparse formats each help text with %: a bare '%' prints the option's whole record instead (or fails)."""
+    parser = PARSERS[script]()
+    for name, action in options(parser).items():
+        shown = " ".join(parser._get_formatter()._expand_help(action).split())
+        written = " ".join(action.help.replace("%%", "%").split())
+        assert shown.startswith(written.split("%(")[0]), f"{script} {name}: its help prints as {shown[:120]!r}"
+
+
+@pytest.mark.parametrize("script", PARSERS)
 def test_options_with_a_fixed_set_have_choices(script):
     found = options(PARSERS[script]())
     for name, values in FIXED_SETS[script].items():
