@@ -1,10 +1,10 @@
 # Started once with setsid: ONE teacher run on all GPUs of the machine under torchrun (DDP, compiled), resumed from
 # /tmp/state/$NAME (packed parts). If the compiled DDP run dies, it continues compiled on GPU 0 alone (known to work).
-# The compile caches go to /tmp/cc (brought home, carried up next time: the compile then hits the cache).
+# The compile caches go to /tmp/cc: they stay there for a later compile of the same lease; cc.sh brings them home in
+# parts and stage.sh joins them into /tmp/cc on the next lease.
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export TORCHINDUCTOR_CACHE_DIR=/tmp/cc/inductor TRITON_CACHE_DIR=/tmp/cc/triton
 REPO=${REPO:-/tmp/repo} D=${D:-/tmp/data} R=${R:-/tmp/runs}; mkdir -p $R /tmp/cc; cd $REPO
-[ -d /tmp/state/cc ] && cp -r /tmp/state/cc/. /tmp/cc/
 n=${NAME:-lj} p=${PRESET:-medium} st=${STATE:-lj-a2}
 SPEECH=$D/speech,$REPO/demo/speech_train NOISE=$D/noise VALID=$D/valid/libri_test,$REPO/demo/vbdmd
 END=$(( $(date +%s) + ${MIN:-20} * 60 ))  # a fallback run gets only the minutes left
