@@ -38,6 +38,16 @@ class DataError(Exception):
     """An expected problem with the user's data: the scripts print it as one line and exit."""
 
 
+SEED_MAX = 2 ** 63 - 1  # every script's --seed runs from 0 to here, which torch's and numpy's generators both take
+
+
+def check_seed(seed):
+    """seed, where every script's random generators take it; otherwise one DataError line naming --seed."""
+    if not 0 <= seed <= SEED_MAX:
+        raise DataError(f"--seed {seed}: must be " + ("at least 0" if seed < 0 else f"at most {SEED_MAX} (2**63 - 1)"))
+    return seed
+
+
 # ----------------------------------------------------------------------------- audio files
 
 def read_audio(path):
@@ -340,6 +350,8 @@ class MixBatches:
                  device="cpu"):
         wavs = perturbed_speech(str(speech), tuple(speeds))
         self.utterances = len(wavs) // len(speeds)
+        if self.utterances < 2:  # babble mixes other utterances than the one it covers
+            raise DataError(f"{speech}: one speech file; mixing needs at least 2 (babble is made of the others)")
         self.speech = AudioBank(wavs, device)  # entry s * U + u: utterance u at speed s
         self.noise = AudioBank([load_audio(p) for p in audio_files(noise)], device) if noise else None
         self.types = ["babble", "coloured", "modulated"] + (["file"] if noise else [])
@@ -487,6 +499,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1234, help="seed of every random draw")
     args = parser.parse_args(argv)
     try:  # the options first, each as it is read: nothing is written when one of them is wrong
+        check_seed(args.seed)
         if not folders(args.speech):
             raise DataError("--speech: no folder given")
         for option, text in (("--speech", args.speech), ("--noise", args.noise)):
@@ -503,7 +516,10 @@ def main(argv=None):
         peak = max(float(np.abs(noisy).max()) for _, _, noisy in pairs)
         if peak >= 0.99:  # one gain for the whole set keeps its levels comparable and 16 bits unclipped
             pairs = [(name, clean * 0.9 / peak, noisy * 0.9 / peak) for name, clean, noisy in pairs]
-        write_mixtures(pairs, args.out, with_clean=True)
+        try:
+            write_mixtures(pairs, args.out, with_clean=True)
+        except OSError as e:  # a file on the path of --out, no permission, a full disk
+            raise DataError(f"--out {args.out}: cannot write there ({e.strerror or type(e).__name__})")
     except DataError as e:
         sys.exit(f"error: {e}")
     print(f"{len(pairs)} pairs written to {args.out}/clean and {args.out}/noisy")

@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data import AUDIO_EXTS, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, read_audio, resample, spec_to_wav, \
-    wav_to_spec
+from data import AUDIO_EXTS, HOP, N_FFT, SAMPLE_RATE, DataError, check_seed, crop_samples, read_audio, resample, \
+    spec_to_wav, wav_to_spec
 from fast import optimise
 from model import NUM_FREQS, crop_spec, load_model, pad_spec
 from sde import pc_sample
@@ -381,6 +381,7 @@ def make_parser():
 def main(argv=None):
     args = make_parser().parse_args(argv)
     try:
+        check_seed(args.seed)
         status = enhance_files(**vars(args))
     except DataError as e:
         sys.exit(f"error: {e}")

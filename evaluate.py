@@ -272,6 +272,10 @@ def read_scores(folder):
     path = Path(folder) / "scores.csv"
     try:
         rows = list(csv.DictReader(io.StringIO(path.read_text())))
+        for r in rows:  # a cut or edited file: DictReader gives a short row None values, a long one a None key
+            if None in r or None in r.values():
+                raise ValueError(f"the row of {r.get('file')!r} has {'more' if None in r else 'fewer'} fields than "
+                                 "the header")
         return {r["file"]: {k: float(v) for k, v in r.items() if k != "file"} for r in rows}
     except (OSError, KeyError, ValueError) as e:
         raise DataError(f"{path}: not a scores.csv written by evaluate.py ({str(e).splitlines()[0][:200]})")

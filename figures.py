@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data import ALPHA, BETA, DEMO, HOP, SAMPLE_RATE, DataError, crop_samples, load_audio, normalise, random_crop, \
-    wav_to_spec
+from data import ALPHA, BETA, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, check_seed, crop_samples, load_audio, \
+    normalise, random_crop, wav_to_spec
 from distill import CHECKPOINTS, Config, load_teacher, rosecd_loss
 from enhance import pick_device
 from evaluate import require
@@ -266,7 +266,10 @@ def plot_spectrograms(paths, png):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     roles = [r for r in ("noisy", "enhanced", "clean") if r in paths]
-    specs = {r: spectrogram_db(load_audio(paths[r])) for r in roles}
+    wavs = {r: load_audio(paths[r]) for r in roles}
+    for r in roles:
+        check_length(paths[r], wavs[r])
+    specs = {r: spectrogram_db(wavs[r]) for r in roles}
     vmax = max(s.max() for s in specs.values())
     fig, axes = plt.subplots(1, len(roles), figsize=(4 * len(roles) + 1, 4), sharey=True, squeeze=False,
                              layout="constrained")
@@ -287,7 +290,7 @@ def plot_spectrograms(paths, png):
 def read_pair(noisy, clean, max_seconds):
     """16 kHz waveforms of the noisy file and of its clean reference (or None), of equal length, cut to
     max_seconds."""
-    noisy = load_audio(noisy)
+    noisy_path, noisy = noisy, load_audio(noisy)
     if clean is not None:
         clean = load_audio(clean)
         n = min(len(noisy), len(clean))
@@ -295,7 +298,16 @@ def read_pair(noisy, clean, max_seconds):
     if max_seconds is not None:
         n = int(max_seconds * SAMPLE_RATE)
         noisy, clean = noisy[:n], None if clean is None else clean[:n]
+    check_length(noisy_path, noisy, max_seconds)
     return noisy, clean
+
+
+def check_length(path, wav, max_seconds=None):
+    """One error line for a waveform shorter than one STFT window (the centred STFT reflects half a window)."""
+    if len(wav) < N_FFT:
+        within = f" within --max-seconds {max_seconds:g}" if max_seconds is not None else ""
+        raise DataError(f"{path}: {len(wav)} samples at 16 kHz{within}; a figure needs at least {N_FFT} "
+                        f"({N_FFT / SAMPLE_RATE * 1000:.0f} ms)")
 
 
 def make_figure(figure, noisy=None, clean=None, teacher=str(TEACHER), student=str(STUDENT), out=None, seed=0,
@@ -330,8 +342,7 @@ def make_figure(figure, noisy=None, clean=None, teacher=str(TEACHER), student=st
     noisy = noisy or str(NOISY)
     if max_seconds is not None and not max_seconds > 0:
         raise DataError(f"--max-seconds {max_seconds}: must be positive")
-    if seed < 0:
-        raise DataError(f"--seed {seed}: must be at least 0")
+    check_seed(seed)
     if num_frames < 64 or num_frames % 64:
         raise DataError(f"--num-frames {num_frames}: must be a positive multiple of 64 (the U-Net's down-sampling)")
     if clean is None and Path(noisy).resolve() == NOISY:

@@ -483,6 +483,8 @@ def pack_checkpoint(src, folder, part_bytes=PART_BYTES):
     difference, not of the weights. About 10 bytes per parameter instead of 16. unpack_checkpoint undoes it."""
     import hashlib, io, json
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: a file, not a folder; choose a new folder")
     if folder.exists() and any(folder.iterdir()):
         raise DataError(f"{folder}: exists and is not empty; choose a new folder")
     ckpt = load_checkpoint(src)
@@ -519,8 +521,8 @@ def unpack_checkpoint(folder, dst):
         raise DataError(f"{dst}: exists; remove it first or choose another name")
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
-        parts = manifest["parts"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        parts = [{"name": str(part["name"]), "sha256": part["sha256"]} for part in manifest["parts"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:  # TypeError: parts not a list of {name, sha256}
         raise DataError(f"{folder}: no readable manifest.json of packed state ({type(e).__name__})")
     blob = b""
     for part in parts:

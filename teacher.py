@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
-from data import DataError, wav_to_spec
+from data import DataError, check_seed, wav_to_spec
 from enhance import enhance_wav, pick_device
 from evaluate import require, score
 from fast import optimise
@@ -96,7 +96,7 @@ class TrainConfig:
     log_every: int = option(10, "write a log line (and read the losses from the device) every so many updates",
                             minimum=1)
     seed: int = option(0, "seed of the random draws: initial weights, training crops and noise, validation",
-                       minimum=0)
+                       minimum=0, check=check_seed)
     resume: bool = option(False, "continue out/checkpoint.pt even where options that define the run (preset, data, "
                                  "batch, seed ...) differ from those it was written with: this command's then apply. "
                                  "Without --resume a checkpoint there is continued only by the same run")
@@ -567,10 +567,15 @@ def main(argv=None):
             if len(argv) != 3:
                 raise DataError("usage: python teacher.py unpack FOLDER CHECKPOINT")
             return unpack_checkpoint(argv[1], argv[2])
-        cfg = parse_config(Config, argv, description=__doc__.split("\n\n")[0])
+        cfg = parse_config(Config, argv, description=__doc__.split("\n\n")[0] + " Also: python teacher.py export "
+                           "CHECKPOINT OUTPUT.pt (its EMA weights only, in float16); pack CHECKPOINT FOLDER [MIB] (a "
+                           "resumable checkpoint in parts < 16 MiB, or MIB); unpack FOLDER CHECKPOINT (the parts joined "
+                           "again).")
         train(cfg)
     except DataError as e:
         sys.exit(f"error: {e}")
+    except OSError as e:  # export, pack, unpack (their reads fail as DataError): a file on the destination's path,
+        sys.exit(f"error: {e.filename}: cannot write there ({e.strerror or type(e).__name__})")  # no permission or space
 
 
 if __name__ == "__main__":

@@ -68,6 +68,15 @@ def test_options_with_a_fixed_set_have_choices(script):
         assert set(found[name].choices) == values, f"{script} {name}"
 
 
+def test_teacher_help_names_its_export_pack_and_unpack_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        teacher.main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert e.value.code == 0
+    for usage in ("teacher.py export CHECKPOINT OUTPUT.pt", "pack CHECKPOINT FOLDER [MIB]", "unpack FOLDER CHECKPOINT"):
+        assert usage in shown, usage
+
+
 def test_a_wrong_trajectory_is_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit) as e:
         distill.main(["--trajectory", "sideways"])
@@ -94,7 +103,7 @@ def bad_values(tmp):
                 (["--grad-clip", "-1"], "at least 0"), (["--valid-every", "-1"], "at least 0"),
                 (["--valid-files", "-1"], "at least 0"), (["--valid-steps", "0"], "at least 1"),
                 (["--save-every", "0"], "at least 1"), (["--max-minutes", "nan"], "at least 0"),
-                (["--log-every", "0"], "at least 1"), (["--seed", "-1"], "at least 0"),
+                (["--log-every", "0"], "at least 1"), (["--seed", "-1"], "at least 0"), (["--seed", 2 ** 64], "at most"),
                 (["--data", missing], "no such folder"), (["--speech", missing], "no such folder"),
                 (["--speech", f"demo/speech_train,{missing}"], f"{missing}: no such folder"),
                 (["--noise", missing], "no such folder"), (["--valid", f"demo/vbdmd,{missing}"], "no such folder"),
@@ -109,10 +118,13 @@ def bad_values(tmp):
                     (["testset", "--speech", "demo/speech_test", "--out", existing], "exists"),
                     (["testset", "--speech", "demo/speech_test", "--snr", "nan", "3", "--out", out], "finite"),
                     (["testset", "--speech", "demo/speech_test", "--snr", "9", "3", "--out", out], "above the high"),
+                    (["testset", "--speech", "demo/speech_test", "--seed", 2 ** 64, "--out", out], "at most"),
+                    (["testset", "--speech", "demo/speech_test", "--out", existing / "set"], "cannot write there"),
                     (["test", "--speech", "demo/speech_test", "--out", out], "invalid choice")],
         "teacher.py": training + [(["--preset", "huge"], "invalid choice"),
                                   (["export", missing, tmp / "e.pt"], "no such checkpoint"),
                                   (["export", "checkpoints/teacher-small.pt", existing], "exists"),
+                                  (["export", "checkpoints/teacher-small.pt", existing / "e.pt"], "cannot write there"),
                                   (["pack", "checkpoints/teacher-small.pt", tmp / "p", "0"], "choose 0.01 to 16"),
                                   (["unpack", missing, tmp / "u.pt"], "no readable manifest.json")],
         "distill.py": training + [(["--teacher", missing], "no such checkpoint"), (["--num-scales", "1"], "at least 2"),
@@ -122,6 +134,7 @@ def bad_values(tmp):
                        ([NOISY, "-o", tmp / "new.wav"], "looks like a file name"),
                        ([NOISY, "-o", out, "--steps", "0"], "at least 1"),
                        ([NOISY, "-o", out, "--batch", "0"], "at least 1"),
+                       ([NOISY, "-o", out, "--seed", "-1"], "at least 0"), ([NOISY, "-o", out, "--seed", 2 ** 64], "at most"),
                        ([NOISY, "-o", out, "--checkpoint", missing], "no such checkpoint"),
                        ([NOISY, "-o", out, "--device", "gpu"], "expected auto"), ([missing, "-o", out], "no such file"),
                        ([NOISY, "-o", out, "--precision", "fp64"], "invalid choice")],
@@ -142,7 +155,8 @@ def bad_values(tmp):
                      (["--out", existing], "a file, not a folder"),
                      (["--input", missing], "no such file"), (["--checkpoint-student", missing], "no such checkpoint"),
                      (["--device", "gpu"], "expected auto")],
-        "figures.py": [(["sampling", "--seed", "-1"], "at least 0"), (["sampling", "--max-seconds", "0"], "positive"),
+        "figures.py": [(["sampling", "--seed", "-1"], "at least 0"), (["sampling", "--seed", 2 ** 64], "at most"),
+                       (["sampling", "--max-seconds", "0"], "positive"),
                        (["training-step", "--num-frames", "100"], "multiple of 64"),
                        (["sampling", "--out", tmp / "folder.png"], "a folder"),
                        (["sampling", "--out", existing], "a PNG file"),

@@ -231,3 +231,15 @@ def test_testset_command_writes_pairs_from_folders_searched_recursively(tmp_path
         data.main(args + ["--out", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match="no such folder"):
         data.main(["testset", "--speech", str(tmp_path / "none"), "--out", str(tmp_path / "c")])
+
+
+def test_one_speech_file_is_refused_in_one_line(tmp_path):
+    """Babble mixes the other utterances: a single speech file is a clear error (testset, teacher.py, distill.py)."""
+    import shutil
+    (tmp_path / "speech").mkdir()
+    shutil.copy(data.list_audio(data.DEMO / "speech_test")[0], tmp_path / "speech")
+    with pytest.raises(DataError, match="at least 2"):
+        data.MixBatches(tmp_path / "speech", num_frames=64, speeds=(1.0,))
+    with pytest.raises(SystemExit, match="^error: .*at least 2"):
+        data.main(["testset", "--speech", str(tmp_path / "speech"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

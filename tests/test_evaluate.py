@@ -284,3 +284,14 @@ def test_compare_reports_paired_differences_of_two_scored_folders(tmp_path, caps
     assert diff["si_sdr"] == {"mean": pytest.approx(1.0), "sem": pytest.approx(0.0), "wins": 4, "n": 4}
     assert "| si_sdr | +1.000 |" in capsys.readouterr().out
     assert "not a scores.csv" in run_main("--compare", tmp_path / "missing", tmp_path / "b")
+
+
+def test_compare_refuses_a_cut_or_edited_scores_csv_in_one_line(tmp_path):
+    rows = [{"file": f"f{i}", "pesq": 2.0 + i, "si_sdr": 10.0 - i} for i in range(3)]
+    evaluate.write_results(tmp_path / "a", rows, evaluate.summarise(rows), [], {})
+    text = (tmp_path / "a" / "scores.csv").read_text()
+    for name, cut in (("short", text.splitlines()[0] + "\nf0,2.0\n"), ("long", text + "f9,1.0,2.0,3.0\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scores.csv").write_text(cut)
+        message = run_main("--compare", tmp_path / "a", tmp_path / name)
+        assert message.startswith("error:") and "not a scores.csv" in message and "fields" in message, message

@@ -13,6 +13,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +99,7 @@ def error_of(*argv):
 @needs_matplotlib
 def test_bad_input_is_one_error_line(ckpts, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    sf.write(tmp_path / "short.wav", np.full(100, 0.1, np.float32), 16000)  # shorter than one STFT window
     out = ["--out", str(tmp_path / "f.png")]
     cases = {("sampling", "--noisy", str(tmp_path / "missing.wav"), *ckpts, *out): "no such file",
              ("sampling", *ckpts[:2], "--student", str(tmp_path / "junk.pt"), *out): "not a readable checkpoint",
@@ -106,7 +108,10 @@ def test_bad_input_is_one_error_line(ckpts, tmp_path):
              ("sampling", "--teacher", ckpts[3], "--student", ckpts[3], *out): "--teacher needs",
              ("sampling", *ckpts[:2], "--student", ckpts[1], *out): "--student needs a ROSE-CD student",
              ("training-step", "--noisy", str(figures.CLEAN), *ckpts, *out): "needs --clean",
-             ("training-step", *ckpts, "--num-frames", "100", *out): "multiple of 64"}
+             ("training-step", *ckpts, "--num-frames", "100", *out): "multiple of 64",
+             ("sampling", "--noisy", str(tmp_path / "short.wav"), *ckpts, *out): "100 samples",
+             ("sampling", *ckpts, "--max-seconds", "0.001", *out): "16 samples at 16 kHz within --max-seconds",
+             ("spectrograms", "--enhanced", str(tmp_path / "short.wav"), *out): "a figure needs at least"}
     for argv, message in cases.items():
         line = error_of(*argv)
         assert line.startswith("error:") and message in line and "\n" not in line, (argv, line)

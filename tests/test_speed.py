@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import speed
@@ -94,6 +95,14 @@ def test_an_earlier_benchmark_json_is_kept_unless_overwrite(tmp_path):
     message = run_main("--calls-only", "--preset", "tiny", "--device", "cpu", "--out", tmp_path)
     assert "benchmark.json exists: pass --overwrite" in message
     assert (tmp_path / "benchmark.json").read_text() == "[]\n"  # refused before any work
+
+
+def test_an_input_shorter_than_one_stft_window_is_one_error_line(tmp_path):
+    sf.write(tmp_path / "short.wav", np.full(100, 0.1, np.float32), 16000)
+    args = ("--preset", "tiny", "--device", "cpu", "--steps", "1", "--repeats", "1")
+    assert "100 samples at 16 kHz; the benchmark needs at least" in run_main(*args, "--input", tmp_path / "short.wav",
+                                                                              "--seconds", "0")
+    assert "16 samples at 16 kHz with --seconds 0.001" in run_main(*args, "--seconds", "0.001")
 
 
 def test_benchmark_on_a_missing_gpu_fails_clearly():

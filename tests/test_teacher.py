@@ -381,6 +381,13 @@ def test_packed_state_refuses_damaged_parts_and_never_overwrites(tmp_path):
     teacher.main(["export", str(ckpt), str(tmp_path / "slim.pt")])
     with pytest.raises(SystemExit, match="nothing to resume"):
         teacher.main(["pack", str(tmp_path / "slim.pt"), str(tmp_path / "other")])
+    with pytest.raises(SystemExit, match="^error: .*a file, not a folder"):  # FOLDER names an existing file
+        teacher.main(["pack", str(ckpt), str(tmp_path / "slim.pt")])
+    for parts in (5, [{"name": "state.000"}], ["state.000"]):  # a hand-edited manifest: one error line, no file
+        (tmp_path / "small-parts" / "manifest.json").write_text(json.dumps({"parts": parts}))
+        with pytest.raises(SystemExit, match="^error: .*no readable manifest.json"):
+            teacher.main(["unpack", str(tmp_path / "small-parts"), str(tmp_path / "new.pt")])
+    assert not (tmp_path / "new.pt").exists()
 
 
 def test_resume_takes_the_new_learning_rate_and_adds_up_gpu_time(tmp_path):
