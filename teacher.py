@@ -574,8 +574,10 @@ def main(argv=None):
         train(cfg)
     except DataError as e:
         sys.exit(f"error: {e}")
-    except OSError as e:  # export, pack, unpack (their reads fail as DataError): a file on the destination's path,
-        sys.exit(f"error: {e.filename}: cannot write there ({e.strerror or type(e).__name__})")  # no permission or space
+    except OSError as e:  # export, pack, unpack read through DataError: this is their output (a file on its path,
+        if argv[:1] not in (["export"], ["pack"], ["unpack"]):  # no permission, a full disk); training's goes up
+            raise
+        sys.exit(f"error: {e.filename}: cannot write there ({e.strerror or type(e).__name__})")
 
 
 if __name__ == "__main__":
