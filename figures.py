@@ -1,8 +1,8 @@
 """The method in pictures: spectrograms of a real recording as the teacher, the student and a training step see it,
 the training curves of the runs, and the spectrograms of enhanced files.
 
-    python figures.py sampling          # docs/sampling.png from the bundled p287_002 and checkpoints
-    python figures.py training-step     # docs/training-step.png
+    python figures.py sampling --overwrite        # redraws docs/sampling.png from the bundled p287_002 and checkpoints
+    python figures.py training-step --overwrite   # redraws docs/training-step.png
     python figures.py sampling --noisy N.wav --clean C.wav --teacher T.pt --student S.pt --out sampling.png
     python figures.py curves --logs runs/teacher/log.jsonl runs/rosecd/log.jsonl   # ./training_curves.png
     python figures.py spectrograms --noisy N.wav --enhanced E.wav --clean C.wav --out E.png   # ./spectrograms.png
@@ -311,9 +311,10 @@ def check_length(path, wav, max_seconds=None):
 
 
 def make_figure(figure, noisy=None, clean=None, teacher=str(TEACHER), student=str(STUDENT), out=None, seed=0,
-                device="cpu", max_seconds=None, num_frames=256, logs=(), smooth=SMOOTH, x="update", enhanced=None):
+                device="cpu", max_seconds=None, num_frames=256, logs=(), smooth=SMOOTH, x="update", enhanced=None,
+                overwrite=False):
     """The command line's work: draw `figure` into `out` (default docs/FIGURE.png; for curves training_curves.png
-    and for spectrograms spectrograms.png in the current folder). noisy None: the bundled p287_002 for sampling
+    and for spectrograms spectrograms.png in the current folder); a file already there only with overwrite. noisy None: the bundled p287_002 for sampling
     and training-step, none for spectrograms. Returns the panel titles, for curves {kind: [run names]}."""
     if figure not in FIGURES:
         raise DataError(f"{figure}: choose one of {', '.join(FIGURES)}")
@@ -326,6 +327,8 @@ def make_figure(figure, noisy=None, clean=None, teacher=str(TEACHER), student=st
         raise DataError(f"--out {out}: no such folder {out.parent}; create it first")
     if out.is_dir():
         raise DataError(f"--out {out}: a folder; name the figure's file NAME.png")
+    if out.exists() and not overwrite:
+        raise DataError(f"--out {out}: exists; pass --overwrite to replace it")
     if figure == "curves":  # the logs only: no checkpoint, no audio
         if not logs:
             raise DataError("curves needs --logs: the log.jsonl files of teacher.py / distill.py runs")
@@ -398,6 +401,9 @@ def make_parser():
     parser.add_argument("--out", metavar="PNG", default=None,
                         help="the figure's file, in an existing folder (default: docs/FIGURE.png beside figures.py; "
                         "for curves training_curves.png and for spectrograms spectrograms.png in the current folder)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the file at --out where there is one, as to redraw the figures of docs/ "
+                        "(default: off: an existing file is kept and nothing is drawn)")
     parser.add_argument("--seed", metavar="N", type=int, default=0,
                         help="sampling, training-step: seed of every random draw: the noise z, and in training-step "
                         "the crop, n, z' (default: 0)")

@@ -236,6 +236,13 @@ def test_curves_put_teacher_and_student_runs_in_their_own_columns(tmp_path, monk
     figures.main(["curves", "--logs", log["teacher"], "--out", str(tmp_path / "smooth.png"), "--smooth", "2"])
     steps, losses = grids[-1][0][0].plot.call_args.args[:2]
     assert list(steps) == [20, 30] and list(losses) == [98.5, 97.5] and is_png(tmp_path / "smooth.png")
+    # a file at --out is kept, before any drawing, unless --overwrite
+    again, before = ["curves", "--logs", log["teacher"], "--out", str(tmp_path / "smooth.png")], len(grids)
+    kept = (tmp_path / "smooth.png").read_bytes()
+    assert "exists; pass --overwrite" in error_of(*again) and (tmp_path / "smooth.png").read_bytes() == kept
+    assert len(grids) == before
+    figures.main(again + ["--overwrite"])
+    assert len(grids) == before + 1 and is_png(tmp_path / "smooth.png")
 
     (tmp_path / "broken.jsonl").write_text("not json")
     (tmp_path / "stepless.jsonl").write_text(json.dumps({"event": "train", "loss": 1.0}) + "\n")
