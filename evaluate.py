@@ -271,7 +271,10 @@ def read_scores(folder):
     """{file: {metric: value}} from the scores.csv that scoring wrote into folder."""
     path = Path(folder) / "scores.csv"
     try:
-        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+        reader = csv.DictReader(io.StringIO(path.read_text()))
+        if "file" not in (reader.fieldnames or []):  # an empty file or another table: not "no file in common"
+            raise ValueError("its header has no 'file' column")
+        rows = list(reader)
         for r in rows:  # a cut or edited file: DictReader gives a short row None values, a long one a None key
             if None in r or None in r.values():
                 raise ValueError(f"the row of {r.get('file')!r} has {'more' if None in r else 'fewer'} fields than "

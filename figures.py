@@ -217,6 +217,8 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
     runs = {}
     for path in logs:
         entries = read_log(path)
+        if not any(e.get("event") in ("train", "valid") for e in entries):  # not even one point: an empty figure
+            raise DataError(f"{path}: no training or validation entries yet; nothing to draw")
         # a distill.py run: its start entry's config names a teacher, or it validated a student
         kind = "student" if any("teacher" in e.get("config", {}) or "student_pesq" in e for e in entries) else "teacher"
         runs.setdefault(kind, []).append((path, entries))

@@ -295,3 +295,8 @@ def test_compare_refuses_a_cut_or_edited_scores_csv_in_one_line(tmp_path):
         (tmp_path / name / "scores.csv").write_text(cut)
         message = run_main("--compare", tmp_path / "a", tmp_path / name)
         assert message.startswith("error:") and "not a scores.csv" in message and "fields" in message, message
+    for name, text in (("empty", ""), ("other", "some notes\none more line\n")):  # said "share no file" before
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scores.csv").write_text(text)
+        assert "not a scores.csv written by evaluate.py (its header has no 'file' column)" in run_main(
+            "--compare", tmp_path / "a", tmp_path / name)

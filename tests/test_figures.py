@@ -246,10 +246,12 @@ def test_curves_put_teacher_and_student_runs_in_their_own_columns(tmp_path, monk
 
     (tmp_path / "broken.jsonl").write_text("not json")
     (tmp_path / "stepless.jsonl").write_text(json.dumps({"event": "train", "loss": 1.0}) + "\n")
+    (tmp_path / "started.jsonl").write_text(json.dumps({"event": "start", "step": 0}) + "\n")
     out = ["--out", str(tmp_path / "bad.png")]
     cases = {("curves", "--logs", str(tmp_path / "broken.jsonl"), *out): "not a readable training log",
              ("curves", "--logs", str(tmp_path / "missing.jsonl"), *out): "not a readable training log",
              ("curves", "--logs", str(tmp_path / "stepless.jsonl"), *out): "an entry without 'step'",
+             ("curves", "--logs", log["teacher"], str(tmp_path / "started.jsonl"), *out): "started.jsonl: no training",
              ("curves", *out): "curves needs --logs",
              ("curves", "--logs", log["teacher"], "--smooth", "0", *out): "--smooth 0"}
     for argv, message in cases.items():
