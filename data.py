@@ -508,6 +508,11 @@ def main(argv=None):
                     raise DataError(f"{option} {folder}: no such folder")
         if Path(args.out).exists():
             raise DataError(f"{args.out} exists: choose a new folder (nothing is overwritten)")
+        for option, text in (("--speech", args.speech), ("--noise", args.noise)):
+            for folder in folders(text):  # searched recursively: a test set inside would be read as training data
+                if Path(args.out).resolve().is_relative_to(folder.resolve()):
+                    raise DataError(f"--out {args.out}: inside {option} {folder}, whose audio is searched "
+                                    "recursively; write the test set elsewhere")
         if not all(map(math.isfinite, args.snr)):
             raise DataError(f"--snr {args.snr[0]:g} {args.snr[1]:g}: must be finite numbers of dB")
         if args.snr[0] > args.snr[1]:

@@ -197,6 +197,8 @@ def score_folders(enhanced, clean=None, noisy=None, pesq_mode="wb", sir_sar="sgm
     for name, paths in tqdm(jobs, desc="scoring", unit="file", dynamic_ncols=True, disable=None):
         try:
             wav = load_matched(paths, max_length_diff)
+            if clean and not np.any(wav["clean"]):  # SI-SDR near -140 dB and a PESQ of nothing: not a score
+                raise DataError("the clean reference is silent: there is nothing to measure against")
         except DataError as e:
             skipped.append({"file": name, "reason": str(e)})
             tqdm.write(f"skipped {name}: {e}", file=sys.stderr)

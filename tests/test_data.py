@@ -233,6 +233,15 @@ def test_testset_command_writes_pairs_from_folders_searched_recursively(tmp_path
         data.main(["testset", "--speech", str(tmp_path / "none"), "--out", str(tmp_path / "c")])
 
 
+def test_testset_out_inside_a_searched_folder_is_refused(tmp_path):
+    """A test set written inside --speech (or --noise) would be found by the next recursive search of that folder."""
+    import shutil
+    shutil.copytree(data.DEMO / "speech_test", tmp_path / "speech")
+    with pytest.raises(SystemExit, match="^error: .*inside --speech"):
+        data.main(["testset", "--speech", str(tmp_path / "speech"), "--out", str(tmp_path / "speech" / "set")])
+    assert not (tmp_path / "speech" / "set").exists()
+
+
 def test_one_speech_file_is_refused_in_one_line(tmp_path):
     """Babble mixes the other utterances: a single speech file is a clear error (testset, teacher.py, distill.py)."""
     import shutil

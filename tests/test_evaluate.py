@@ -135,6 +135,8 @@ def mismatch_folders(tmp_path):
     (e / "sub").mkdir(parents=True)
     for name in ("a", "b", "c", "d", "e", "g"):
         sf.write(c / f"{name}.wav", clean, 16000)
+    sf.write(c / "s.wav", np.zeros_like(clean), 16000)     # a silent reference
+    sf.write(e / "s.wav", noisy, 16000)                    # against it: skipped
     sf.write(c / "sub" / "h.wav", clean, 16000)
     sf.write(e / "a.wav", noisy, 16000)                    # scored
     sf.write(e / "b.wav", noisy[:-1000], 16000)            # 1000 samples short: mismatch
@@ -153,7 +155,7 @@ def test_mismatched_files_are_reported_one_line_each_and_the_run_goes_on(tmp_pat
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     reasons = {"b": "lengths differ", "c": "sample rates differ", "e": "no enhanced file", "f": "no clean file",
-               "g": "not a readable audio file"}
+               "g": "not a readable audio file", "s": "the clean reference is silent"}
     lines = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
     assert len(lines) == len(reasons), result.stderr
     for name, reason in reasons.items():
@@ -164,7 +166,7 @@ def test_mismatched_files_are_reported_one_line_each_and_the_run_goes_on(tmp_pat
     assert sorted(rows) == ["a", "d", "sub/h"]
     expected = evaluate.score(clean[:-10], noisy[:-10])
     assert rows["d"] == pytest.approx(expected)
-    assert "| pesq |" in result.stdout and "3 files scored, 5 skipped" in result.stdout
+    assert "| pesq |" in result.stdout and "3 files scored, 6 skipped" in result.stdout
 
 
 def test_bad_input_exits_with_one_error_line(tmp_path):
