@@ -141,6 +141,14 @@ def audio_files(text):
 
 # ----------------------------------------------------------------------------- spectrograms
 
+def check_one_window(wav, source, needs, given=""):
+    """One DataError line where a waveform is shorter than one STFT window (the centred STFT reflects half a
+    window): source names the file, given how it was cut, needs what reads it."""
+    if len(wav) < N_FFT:
+        raise DataError(f"{source}: {len(wav)} samples at 16 kHz{given}; {needs} needs at least {N_FFT} "
+                        f"({N_FFT / SAMPLE_RATE * 1000:.0f} ms)")
+
+
 def wav_to_spec(wav):
     """Waveform [..., N] -> compressed complex spectrogram [..., 1, 256, T], T = 1 + N // 128."""
     shape = wav.shape[:-1]
@@ -506,13 +514,11 @@ def main(argv=None):
             for folder in folders(text):
                 if not folder.is_dir():
                     raise DataError(f"{option} {folder}: no such folder")
-        if Path(args.out).exists():
-            raise DataError(f"{args.out} exists: choose a new folder (nothing is overwritten)")
-        for option, text in (("--speech", args.speech), ("--noise", args.noise)):
-            for folder in folders(text):  # searched recursively: a test set inside would be read as training data
-                if Path(args.out).resolve().is_relative_to(folder.resolve()):
+                if Path(args.out).resolve().is_relative_to(folder.resolve()):  # its recursive search would read it
                     raise DataError(f"--out {args.out}: inside {option} {folder}, whose audio is searched "
                                     "recursively; write the test set elsewhere")
+        if Path(args.out).exists():
+            raise DataError(f"{args.out} exists: choose a new folder (nothing is overwritten)")
         if not all(map(math.isfinite, args.snr)):
             raise DataError(f"--snr {args.snr[0]:g} {args.snr[1]:g}: must be finite numbers of dB")
         if args.snr[0] > args.snr[1]:

@@ -322,7 +322,8 @@ def scoring_parser():
                    help="folder of enhanced files to score (subfolders too); several: one results folder OUT/NAME each")
     g.add_argument("--noisy", default="", metavar="DIR",
                    help="folder of noisy inputs: adds SI-SIR and SI-SAR (noise = noisy - clean); in listen.py, the "
-                   "page's first column (scored too, into OUT/noisy), with --clean, or without it where --dnsmos scores")
+                   "page's first column (scored too, into OUT/noisy), with --clean, or without it where --dnsmos "
+                   "scores")
     g.add_argument("--out", default="", metavar="DIR", help="results folder (scores.csv, scores.json, scores.md); "
                    "empty: the --enhanced folder; required with several --enhanced folders, and by listen.py")
     g.add_argument("--overwrite", action="store_true", help="replace earlier result files in --out")

@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data import ALPHA, BETA, DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, check_seed, crop_samples, load_audio, \
-    normalise, random_crop, wav_to_spec
+from data import ALPHA, BETA, DEMO, HOP, SAMPLE_RATE, DataError, check_one_window, check_seed, crop_samples, \
+    load_audio, normalise, random_crop, wav_to_spec
 from distill import CHECKPOINTS, Config, load_teacher, rosecd_loss
 from enhance import pick_device
 from evaluate import require
@@ -270,7 +270,7 @@ def plot_spectrograms(paths, png):
     roles = [r for r in ("noisy", "enhanced", "clean") if r in paths]
     wavs = {r: load_audio(paths[r]) for r in roles}
     for r in roles:
-        check_length(paths[r], wavs[r])
+        check_one_window(wavs[r], paths[r], "a figure")
     specs = {r: spectrogram_db(wavs[r]) for r in roles}
     vmax = max(s.max() for s in specs.values())
     fig, axes = plt.subplots(1, len(roles), figsize=(4 * len(roles) + 1, 4), sharey=True, squeeze=False,
@@ -300,24 +300,17 @@ def read_pair(noisy, clean, max_seconds):
     if max_seconds is not None:
         n = int(max_seconds * SAMPLE_RATE)
         noisy, clean = noisy[:n], None if clean is None else clean[:n]
-    check_length(noisy_path, noisy, max_seconds)
+    check_one_window(noisy, noisy_path, "a figure", f" within --max-seconds {max_seconds:g}" if max_seconds else "")
     return noisy, clean
-
-
-def check_length(path, wav, max_seconds=None):
-    """One error line for a waveform shorter than one STFT window (the centred STFT reflects half a window)."""
-    if len(wav) < N_FFT:
-        within = f" within --max-seconds {max_seconds:g}" if max_seconds is not None else ""
-        raise DataError(f"{path}: {len(wav)} samples at 16 kHz{within}; a figure needs at least {N_FFT} "
-                        f"({N_FFT / SAMPLE_RATE * 1000:.0f} ms)")
 
 
 def make_figure(figure, noisy=None, clean=None, teacher=str(TEACHER), student=str(STUDENT), out=None, seed=0,
                 device="cpu", max_seconds=None, num_frames=256, logs=(), smooth=SMOOTH, x="update", enhanced=None,
                 overwrite=False):
     """The command line's work: draw `figure` into `out` (default docs/FIGURE.png; for curves training_curves.png
-    and for spectrograms spectrograms.png in the current folder); a file already there only with overwrite. noisy None: the bundled p287_002 for sampling
-    and training-step, none for spectrograms. Returns the panel titles, for curves {kind: [run names]}."""
+    and for spectrograms spectrograms.png in the current folder); a file already there only with overwrite.
+    noisy None: the bundled p287_002 for sampling and training-step, none for spectrograms. Returns the panel
+    titles, for curves {kind: [run names]}."""
     if figure not in FIGURES:
         raise DataError(f"{figure}: choose one of {', '.join(FIGURES)}")
     default = {"curves": Path("training_curves.png"), "spectrograms": Path("spectrograms.png")}.get(

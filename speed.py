@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data import DEMO, HOP, N_FFT, SAMPLE_RATE, DataError, crop_samples, load_audio, wav_to_spec
+from data import DEMO, HOP, SAMPLE_RATE, DataError, check_one_window, crop_samples, load_audio, wav_to_spec
 from distill import Config as DistillConfig, load_teacher, student_and_loss
 from enhance import PRECISIONS, enhance_batch, pick_device, precision
 from evaluate import check_writable, write_atomic
@@ -116,10 +116,7 @@ def benchmark(preset="reference", checkpoint_teacher="", checkpoint_student="", 
     noisy = load_audio(input_path)
     if seconds > 0:
         noisy = np.resize(noisy, int(seconds * SAMPLE_RATE))  # crop, or repeat the file, to `seconds`
-    if len(noisy) < N_FFT:  # the centred STFT reflects half a window
-        given = f" with --seconds {seconds:g}" if seconds > 0 else ""
-        raise DataError(f"{input_path}: {len(noisy)} samples at 16 kHz{given}; the benchmark needs at least {N_FFT} "
-                        f"({N_FFT / SAMPLE_RATE * 1000:.0f} ms)")
+    check_one_window(noisy, input_path, "the benchmark", f" with --seconds {seconds:g}" if seconds > 0 else "")
     duration = len(noisy) / SAMPLE_RATE * batch
     (teacher, teacher_what), (student, student_what) = (load_denoiser(checkpoint_teacher, preset, "edm", device),
                                                         load_denoiser(checkpoint_student, preset, "one", device))

@@ -568,9 +568,9 @@ def main(argv=None):
                 raise DataError("usage: python teacher.py unpack FOLDER CHECKPOINT")
             return unpack_checkpoint(argv[1], argv[2])
         cfg = parse_config(Config, argv, description=__doc__.split("\n\n")[0] + " Also: python teacher.py export "
-                           "CHECKPOINT OUTPUT.pt (its EMA weights only, in float16); pack CHECKPOINT FOLDER [MIB] (a "
-                           "resumable checkpoint in parts < 16 MiB, or MIB); unpack FOLDER CHECKPOINT (the parts joined "
-                           "again).")
+                           "CHECKPOINT OUTPUT.pt (its EMA weights only, in float16); pack CHECKPOINT FOLDER [MIB] "
+                           "(a resumable checkpoint in parts < 16 MiB, or MIB); unpack FOLDER CHECKPOINT (the parts "
+                           "joined again).")
         train(cfg)
     except DataError as e:
         sys.exit(f"error: {e}")
