@@ -2,8 +2,7 @@
 # /tmp/state/$STATE (packed parts), or, with WARM=FILE, warm-started from an export (--warm-start: EMA weights, fresh
 # Adam moments, for a run whose packed state was lost). If the compiled DDP run dies, it continues compiled on GPU 0
 # alone (known to work).
-# The compile caches go to /tmp/cc: they stay there for a later compile of the same lease; cc.sh brings them home in
-# parts and stage.sh joins them into /tmp/cc on the next lease.
+# The compile caches go to /tmp/cc, where a later compile on the same machine (a restart, a fallback) finds them.
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export TORCHINDUCTOR_CACHE_DIR=/tmp/cc/inductor TRITON_CACHE_DIR=/tmp/cc/triton
 REPO=${REPO:-/tmp/repo} D=${D:-/tmp/data} R=${R:-/tmp/runs}; mkdir -p $R /tmp/cc; cd $REPO
