@@ -4,17 +4,18 @@
 # students compile, and renamed into each --out before its first validation: otherwise each student would run the
 # teacher's 30-step sampler on the same files itself. A copy in /tmp/state/valid_reference.json skips even that.
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=/tmp/cc/inductor TRITON_CACHE_DIR=/tmp/cc/triton
-REPO=${REPO:-/tmp/repo} D=${D:-/tmp/data} R=${R:-/tmp/runs} DEV=${DEV:-cuda} VF=${VF:-16}; mkdir -p $R /tmp/cc; cd $REPO
+REPO=${REPO:-/tmp/repo} D=${D:-/tmp/data} R=${R:-/tmp/runs}; mkdir -p $R /tmp/cc; cd $REPO
+DEV=${DEV:-cuda} VF=${VF:-16} VS=${VS:-30}  # device, validation files per set and sampler steps (dry runs: cpu, 1, 2)
 TEACHER=${TEACHER:-/tmp/state/teacher-medium.pt}
 SPEECH=$D/speech,$REPO/demo/speech_train NOISE=$D/noise VALID=$D/valid/libri_test,$REPO/demo/vbdmd
 END=$(( $(date +%s) + ${MIN:-20} * 60 ))
 REF=/tmp/state/valid_reference.json
-[ -f $REF ] || CUDA_VISIBLE_DEVICES=0 python3 - $TEACHER $VALID $REF $DEV $VF >> $R/reference.txt 2>&1 <<'PY' &
+[ -f $REF ] || CUDA_VISIBLE_DEVICES=0 python3 - $TEACHER $VALID $REF $DEV $VF $VS >> $R/reference.txt 2>&1 <<'PY' &
 import sys, types, distill, data
-teacher_path, valid, ref, device, files = sys.argv[1:]
+teacher_path, valid, ref, device, files, steps = sys.argv[1:]
 teacher, sde = distill.load_teacher(teacher_path, device)
 sets = data.validation_sets("", valid, int(files))  # as distill.py reads them with --valid-files FILES
-cfg = types.SimpleNamespace(out="/tmp/reference", valid_steps=30, seed=0)  # distill.py's --valid-steps, --seed
+cfg = types.SimpleNamespace(out="/tmp/reference", valid_steps=int(steps), seed=0)  # distill.py's --valid-steps, --seed
 distill.validator(teacher, sde, sets, cfg)(teacher)  # writes /tmp/reference/valid_reference.json
 import shutil; shutil.copy("/tmp/reference/valid_reference.json", ref + ".tmp"); shutil.move(ref + ".tmp", ref)
 PY
@@ -29,7 +30,7 @@ one() {  # one NAME GPU TRAJECTORY SISDR_WEIGHT MRSTFT_WEIGHT
     CUDA_VISIBLE_DEVICES=$g python3 distill.py --teacher $TEACHER --speech $SPEECH --noise $NOISE --valid $VALID \
       --out $R/$n --trajectory $t --sisdr-weight $s --mrstft-weight $m --steps 1000000 \
       --max-minutes $(( (END - $(date +%s)) / 60 )) --batch-size ${B:-16} --grad-accum 1 --lr ${LR:-2e-4} --bf16 \
-      $compile --valid-every ${VALID_EVERY:-2000} --valid-files $VF --valid-steps 30 --save-every ${SAVE:-250} \
+      $compile --valid-every ${VALID_EVERY:-2000} --valid-files $VF --valid-steps $VS --save-every ${SAVE:-250} \
       --log-every ${LOG:-50} --device $DEV $resume ${EXTRA} >> $R/$n.txt 2>&1
     rc=$?; echo "$(date +%s) $n rc $rc" >> $R/stage
     grep -q '"event": "end"' $R/$n/log.jsonl 2>/dev/null && break
