@@ -10,14 +10,15 @@ TEACHER=${TEACHER:-/tmp/state/teacher-medium.pt}
 SPEECH=$D/speech,$REPO/demo/speech_train NOISE=$D/noise VALID=$D/valid/libri_test,$REPO/demo/vbdmd
 END=$(( $(date +%s) + ${MIN:-20} * 60 ))
 REF=/tmp/state/valid_reference.json
+mkdir -p /tmp/state
 [ -f $REF ] || CUDA_VISIBLE_DEVICES=0 python3 - $TEACHER $VALID $REF $DEV $VF $VS >> $R/reference.txt 2>&1 <<'PY' &
-import sys, types, distill, data
+import os, sys, types, distill, data
 teacher_path, valid, ref, device, files, steps = sys.argv[1:]
 teacher, sde = distill.load_teacher(teacher_path, device)
 sets = data.validation_sets("", valid, int(files))  # as distill.py reads them with --valid-files FILES
-cfg = types.SimpleNamespace(out="/tmp/reference", valid_steps=int(steps), seed=0)  # distill.py's --valid-steps, --seed
-distill.validator(teacher, sde, sets, cfg)(teacher)  # writes /tmp/reference/valid_reference.json
-import shutil; shutil.copy("/tmp/reference/valid_reference.json", ref + ".tmp"); shutil.move(ref + ".tmp", ref)
+cfg = types.SimpleNamespace(out="/tmp/reference", valid_steps=int(steps), seed=0)  # its --valid-steps, --seed
+distill.validator(teacher, sde, sets, cfg)(teacher)  # writes the file once per set: REF appears only when complete
+os.replace("/tmp/reference/valid_reference.json", ref)
 PY
 one() {  # one NAME GPU TRAJECTORY SISDR_WEIGHT MRSTFT_WEIGHT
   local n=$1 g=$2 t=$3 s=$4 m=$5 resume="" compile=--compile
