@@ -42,7 +42,8 @@ from fast import optimise
 from model import NUM_FREQS, crop_spec, load_model, pad_spec
 from sde import pc_sample
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "rosecd-small.pt"
+# the many-voices medium student (RESULTS.md 7.4); its training noise is for research use only: checkpoints/README.md
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "rosecd-medium.pt"
 CHUNK_FRAMES = 512    # STFT frames per chunk: 511 * 128 = 65,408 samples = 4.09 s at 16 kHz
 OVERLAP_FRAMES = 64   # frames neighbouring chunks share, cross-faded: 8,192 samples = 0.51 s
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # arithmetic of the network calls (see precision())
@@ -352,7 +353,8 @@ def make_parser():
                         help="output folder; mirrors each input folder's layout, and may not lie inside one")
     parser.add_argument("--checkpoint", metavar="CKPT", default=None,
                         help="student or teacher checkpoint: this project's .pt or an official SGMSE+ / ROSE-CD "
-                        "Lightning .ckpt (default: checkpoints/rosecd-small.pt beside enhance.py)")
+                        "Lightning .ckpt (default: checkpoints/rosecd-medium.pt beside enhance.py, the many-voices student, "
+                        "research use only; checkpoints/rosecd-small.pt: faster, public domain)")
     parser.add_argument("--steps", metavar="N", type=int, default=None,
                         help="sampling steps (default: 1 for a student, its only choice; 30 for a teacher's "
                         "predictor-corrector, where 1 gives the teacher's one-step estimate)")

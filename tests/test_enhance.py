@@ -353,7 +353,7 @@ def test_devices():
 
 def test_a_missing_default_checkpoint_says_how_to_get_one(tmp_path, monkeypatch):
     sf.write(tmp_path / "a.wav", demo_speech(0.5), 16000)
-    missing = tmp_path / "checkpoints" / "rosecd-small.pt"
+    missing = tmp_path / "checkpoints" / "rosecd-medium.pt"
     monkeypatch.setattr(enhance, "DEFAULT_CHECKPOINT", missing)
     with pytest.raises(SystemExit) as e:
         enhance.main([str(tmp_path / "a.wav"), "-o", str(tmp_path / "out")])
@@ -506,4 +506,4 @@ def test_help_lists_every_option_with_its_default(capsys):
     for option in ("--checkpoint", "--steps", "--seed", "--device", "--overwrite", "--out-rate", "--precision",
                    "--batch", "--compile", "--cuda-graph"):
         assert option in text
-    assert text.count("default") >= 6 and "checkpoints/rosecd-small.pt" in text and "512 STFT" in text
+    assert text.count("default") >= 6 and "checkpoints/rosecd-medium.pt" in text and "512 STFT" in text
