@@ -353,8 +353,8 @@ def make_parser():
                         help="output folder; mirrors each input folder's layout, and may not lie inside one")
     parser.add_argument("--checkpoint", metavar="CKPT", default=None,
                         help="student or teacher checkpoint: this project's .pt or an official SGMSE+ / ROSE-CD "
-                        "Lightning .ckpt (default: checkpoints/rosecd-medium.pt beside enhance.py, the many-voices student, "
-                        "research use only; checkpoints/rosecd-small.pt: faster, public domain)")
+                        f"Lightning .ckpt (default: checkpoints/{DEFAULT_CHECKPOINT.name} beside enhance.py, the "
+                        "many-voices student, research use only; checkpoints/rosecd-small.pt: faster, public domain)")
     parser.add_argument("--steps", metavar="N", type=int, default=None,
                         help="sampling steps (default: 1 for a student, its only choice; 30 for a teacher's "
                         "predictor-corrector, where 1 gives the teacher's one-step estimate)")
