@@ -215,7 +215,7 @@ def student_and_loss(cfg, teacher, sde, device, pesq_loss=None):
     if cfg.channels_last:  # the student is converted by teacher.fit, with its target
         teacher.to(memory_format=torch.channels_last)
     if cfg.compile:
-        optimise(teacher, device, compiled=True)
+        optimise(teacher, device, compiled=True, compile_mode="reduce-overhead" if cfg.cuda_graphs else None)
 
     def loss_fn(D, target, clean, noisy, generator):
         loss, parts, _ = rosecd_loss(D, target, teacher, sde, wav_to_spec(clean), wav_to_spec(noisy), clean, cfg,

@@ -10,14 +10,16 @@ import torch
 from model import GroupNorm
 
 
-def optimise(D, device, compiled=False, graph_shape=None):
+def optimise(D, device, compiled=False, graph_shape=None, compile_mode=None):
     """D, changed in place for fast inference on `device`, with the same output up to float rounding.
     On a CPU: channels-last memory format (NHWC; NCSNpp converts its input to match), the layout of oneDNN's
     fastest convolutions: 1.4 x faster for the small preset on a 2-core AVX-512 CPU. On a GPU the network
     stays NCHW, 1.5 x faster there than channels-last in eager mode (RESULTS.md 5), and cuDNN times its
     convolution algorithms on the first call of each shape and keeps the fastest (cudnn.benchmark).
     compiled: the U-Net compiled by torch.compile (the first call of each input shape compiles, for a minute
-    or more); on a GPU its group norms take per-channel moments first (GroupNorm). graph_shape
+    or more); on a GPU its group norms take per-channel moments first (GroupNorm). compile_mode: torch.compile's
+    mode ("reduce-overhead": the compiled U-Net replayed from CUDA graphs that torch records itself, for
+    training: teacher.py --cuda-graphs). graph_shape
     [B, 4, 256, T], on a GPU only: the U-Net replayed from a CUDA graph for inputs of that shape
     (GraphedNet). The Denoiser's complex preconditioning stays eager."""
     gpu = torch.device(device).type == "cuda"
@@ -30,7 +32,7 @@ def optimise(D, device, compiled=False, graph_shape=None):
             for m in D.net.modules():
                 if isinstance(m, GroupNorm):
                     m.per_channel_moments = True
-        D.net.compile()
+        D.net.compile(mode=compile_mode)
     if graph_shape is not None and gpu:
         D.net = GraphedNet(D.net, graph_shape)
     return D

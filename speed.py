@@ -278,7 +278,7 @@ def kernel_family(name):
 
 def profile_training(kind="distill", preset="reference", checkpoint_teacher="", device="auto", batch=14,
                      mode="bf16", frames=256, updates=3, warmup=3, compiled=False, seed=0, threads=0,
-                     channels_last=False):
+                     channels_last=False, cuda_graphs=False):
     """Profile of `updates` training updates of distill.py (kind 'distill': rosecd_loss, the student and its
     EMA target started from a teacher: checkpoint_teacher, or random weights of preset) or of teacher.py
     ('teacher': teacher_loss on a fresh network of preset), run by teacher.fit itself (its batches, autocast,
@@ -287,12 +287,15 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
     After `warmup` untimed updates, `updates` are timed (time per update, crops/s, peak GPU memory) and as many
     after them profiled with torch.profiler (it slows the launches, so it is not the clock): on a GPU the
     kernels' device time, on a CPU the ops' self time, summed by kernel_family. mode: fp32 or bf16 (fit's
-    autocast, GPU only). channels_last: fit's --channels-last. The first update's time is reported apart
-    (first_update_s: with compiled, mostly compiling)."""
+    autocast, GPU only). channels_last, cuda_graphs: fit's --channels-last, --cuda-graphs. The first update's
+    time is reported apart (first_update_s: with compiled, mostly compiling); on a GPU, gpu_busy_percent: the
+    kernels' time over the timed update's."""
     default_threads = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
-    device = benchmark_device(device, batch, False)
+    if cuda_graphs and not compiled:
+        raise DataError("--cuda-graph with --profile replays the compiled step: add --compile")
+    device = benchmark_device(device, batch, cuda_graphs)
     if mode not in ("fp32", "bf16") or (mode == "bf16" and device.type != "cuda"):
         raise DataError(f"--precision {mode}: training profiles take fp32, or bf16 on a GPU (teacher.fit's autocast)")
     if frames < 64 or frames % 64:
@@ -301,8 +304,8 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
         raise DataError(f"--repeats {updates} / --warmup {warmup}: at least 1 profiled update, no negative warm-up")
     work = tempfile.TemporaryDirectory()  # fit's log and final checkpoint, thrown away
     options = dict(out=work.name, steps=warmup + 2 * updates + 1, batch_size=batch, grad_accum=1, num_frames=frames,
-                   bf16=mode == "bf16", compile=compiled, channels_last=channels_last, valid_files=0,
-                   log_every=10 ** 9, save_every=10 ** 9, seed=seed, device=str(device))
+                   bf16=mode == "bf16", compile=compiled, cuda_graphs=cuda_graphs, channels_last=channels_last,
+                   valid_files=0, log_every=10 ** 9, save_every=10 ** 9, seed=seed, device=str(device))
     if kind == "distill":  # as distill.distill builds its step
         cfg = DistillConfig(**options)
         set_determinism(cfg)
@@ -356,10 +359,13 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
     top = sorted(times.items(), key=lambda item: -item[1])[:10]
     result = {"kind": "profile", "step": kind, "model": what, "device": torch.cuda.get_device_name(device) if cuda
               else "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "batch": batch,
-              "frames": frames, "precision": mode, "compiled": compiled, "channels_last": channels_last,
+              "frames": frames, "precision": mode, "compiled": compiled, "cuda_graphs": cuda_graphs,
+              "channels_last": channels_last,
               "updates": updates, "warmup": warmup, "first_update_s": clock[1] - clock[0],
               "time_per_update_ms": 1e3 * seconds, "crops_per_s": batch / seconds,
               "frames_per_s": batch * frames / seconds, "profiled_ms_per_update": total,
+              # kernel time over the timed update's wall time: far below 100 %, the GPU waits for the CPU's launches
+              "gpu_busy_percent": 100 * total / (1e3 * seconds) if cuda else None,
               "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2 ** 30 if cuda else None,
               "families_ms_per_update": families,
               "shares_percent": {f: 100 * ms / total if total else 0.0 for f, ms in families.items()},
@@ -374,12 +380,15 @@ def profile_table(r):
     clock = "device" if r["device"] != "cpu" else "CPU self"
     peak = f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] is not None else ""
     first = f"; the first update took {r['first_update_s']:.1f} s" if "first_update_s" in r else ""  # (older files)
+    busy = (f"; kernels run for {r['gpu_busy_percent']:.0f} % of an update's time"
+            if r.get("gpu_busy_percent") is not None else "")
     lines = [f"{r['model']} on {r['device']}: batch {r['batch']} x {r['frames']} frames, {r['precision']}, "
-             f"{'compiled' if r['compiled'] else 'eager'}{', channels-last' if r.get('channels_last') else ''}, "
+             f"{'compiled' if r['compiled'] else 'eager'}{', CUDA graphs' if r.get('cuda_graphs') else ''}"
+             f"{', channels-last' if r.get('channels_last') else ''}, "
              f"{r['updates']} updates timed and {r['updates']} profiled "
              f"after {r['warmup']} warm-up",
              f"{r['time_per_update_ms']:.1f} ms per update, {r['crops_per_s']:.1f} crops/s "
-             f"({r['frames_per_s']:.0f} frames/s){peak}{first}", "",
+             f"({r['frames_per_s']:.0f} frames/s){peak}{first}{busy}", "",
              f"| kernel family | {clock} time ms per update | share % |", "|---|---|---|"]
     for family, ms in r["families_ms_per_update"].items():
         lines.append(f"| {family} | {ms:.2f} | {r['shares_percent'][family]:.1f} |")
@@ -418,7 +427,8 @@ def make_parser():
     p.add_argument("--compile", dest="compiled", action="store_true",
                    help="compile the networks with torch.compile (the warm-up calls compile)")
     p.add_argument("--cuda-graph", action="store_true",
-                   help="GPU only: replay the networks from a CUDA graph of the timed shape (captured in warm-up)")
+                   help="GPU only: replay the networks from a CUDA graph of the timed shape (captured in warm-up); "
+                   "--profile: the training step's --cuda-graphs (with --compile)")
     p.add_argument("--calls-only", action="store_true",
                    help="time only the student's network call D(x_T, y, T) on a random [batch, 1, 256, --frames] "
                    "spectrogram: ms per call, RTF, TFLOP/s (--checkpoint-student or --preset; no teacher, no STFT)")
@@ -460,7 +470,7 @@ def run_benchmark(a):
             if a.profile:
                 results.append(profile_training(a.profile, a.preset, a.checkpoint_teacher, a.device, batch, mode,
                                                 a.frames, a.repeats, a.warmup, a.compiled, a.seed, a.threads,
-                                                a.channels_last))
+                                                a.channels_last, a.cuda_graph))
                 results[-1]["table"] = profile_table(results[-1])
                 print(results[-1]["table"], flush=True)
                 continue

@@ -191,6 +191,19 @@ def test_channels_last_converts_the_teacher_of_the_step(tiny_teacher):
         assert frozen.net.conv_in.weight.is_contiguous(memory_format=expected)
 
 
+def test_cuda_graphs_compile_the_frozen_teacher_for_replay_too(tiny_teacher, monkeypatch):
+    """The teacher's two calls of each step go through the same reduce-overhead compile as student and target
+    (teacher.fit compiles those two: tests/test_teacher.py)."""
+    asked = []
+    monkeypatch.setattr(distill, "optimise", lambda D, device, compiled=False, compile_mode=None:
+                        asked.append((D, compiled, compile_mode)))
+    frozen, sde = distill.load_teacher(tiny_teacher, "cpu")
+    for graphs, mode in ((True, "reduce-overhead"), (False, None)):
+        config = distill.Config(teacher=str(tiny_teacher), compile=True, cuda_graphs=graphs, **FAST)
+        distill.student_and_loss(config, frozen, sde, torch.device("cpu"))
+        assert asked.pop() == (frozen, True, mode)
+
+
 def test_validation_runs_the_teacher_once_and_a_resumed_run_reads_its_scores(tiny_teacher, tmp_path, monkeypatch):
     frozen, sde = distill.load_teacher(tiny_teacher, "cpu")
     sets = data.validation_sets("", "", 2)  # two of the bundled p287 pairs

@@ -39,6 +39,10 @@ def test_optimise_for_a_gpu_keeps_nchw_and_compiles_with_per_channel_moments(mon
     cpu = tiny("one")
     fast.optimise(cpu, "cpu", compiled=True)
     assert not any(m.per_channel_moments for m in cpu.net.modules() if isinstance(m, GroupNorm))
+    modes = []
+    cpu.net.compile = lambda **kwargs: modes.append(kwargs)  # the request only: test_compiled_network_... compiles
+    fast.optimise(cpu, "cpu", compiled=True, compile_mode="reduce-overhead")  # teacher.py --cuda-graphs
+    assert modes == [{"mode": "reduce-overhead"}]
 
 
 class FakeGraph:

@@ -158,6 +158,7 @@ def test_profile_of_distillation_updates_on_cpu_sums_to_the_whole(tmp_path, caps
     (r,) = speed.main(["--profile", "distill", "--preset", "tiny", "--device", "cpu", "--batch", "2",
                        "--frames", "64", "--repeats", "1", "--warmup", "1", "--threads", "1", "--out", str(tmp_path)])
     assert r["kind"] == "profile" and r["step"] == "distill" and r["peak_memory_gib"] is None
+    assert r["gpu_busy_percent"] is None  # CPU op time is the update's time: no GPU waiting to report
     assert list(r["families_ms_per_update"]) == speed.FAMILIES
     assert sum(r["shares_percent"].values()) == pytest.approx(100)
     assert sum(r["families_ms_per_update"].values()) == pytest.approx(r["profiled_ms_per_update"])
@@ -176,7 +177,14 @@ def test_profile_of_teacher_updates_and_what_it_refuses():
     assert r["step"] == "teacher" and sum(r["shares_percent"].values()) == pytest.approx(100)
     assert r["channels_last"] and r["first_update_s"] > 0
     assert "optimizer (Adam, EMA)" in speed.profile_table(r) and "eager, channels-last" in speed.profile_table(r)
+    assert "kernels run for" not in speed.profile_table(r)
+    gpu = {**r, "device": "NVIDIA H200", "peak_memory_gib": 10.0, "gpu_busy_percent": 35.4}  # as a GPU run writes it
+    assert "peak memory 10.0 GiB" in speed.profile_table(gpu) and "kernels run for 35 % of an update's time" in (
+        speed.profile_table(gpu))
     assert "an option of --profile" in run_main("--channels-last", "--device", "cpu")
     assert "bf16 on a GPU" in run_main("--profile", "teacher", "--preset", "tiny", "--device", "cpu",
                                        "--precision", "bf16")
     assert "--frames 100" in run_main("--profile", "teacher", "--preset", "tiny", "--device", "cpu", "--frames", "100")
+    assert "add --compile" in run_main("--profile", "teacher", "--preset", "tiny", "--device", "cpu", "--cuda-graph")
+    assert "need a GPU" in run_main("--profile", "teacher", "--preset", "tiny", "--device", "cpu", "--cuda-graph",
+                                    "--compile")

@@ -268,6 +268,24 @@ def test_bad_data_gives_one_error_line(tmp_path, case):
     assert len(errors) == 1 and message in errors[0], result.stderr
 
 
+
+def test_cuda_graphs_compile_for_replay_and_mark_each_micro_batch(tmp_path, monkeypatch):
+    """--cuda-graphs: the U-Nets of model and EMA compiled in torch.compile's reduce-overhead mode, and before
+    each micro-batch the graphs' earlier outputs released (nothing is compiled here: optimise is recorded)."""
+    asked, marks = [], []
+    monkeypatch.setattr(teacher, "optimise", lambda D, device, compiled=False, compile_mode=None:
+                        asked.append((compiled, compile_mode)))
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    train(Config(**{**FAST, "grad_accum": 2}, steps=3, compile=True, cuda_graphs=True, out=str(tmp_path / "graphs")))
+    assert asked == [(True, "reduce-overhead")] * 2 and len(marks) == 3 * 2
+    asked.clear(), marks.clear()
+    train(Config(**FAST, steps=1, compile=True, out=str(tmp_path / "plain")))
+    assert asked == [(True, None)] * 2 and not marks
+    result = run_teacher("--cuda-graphs", "--out", str(tmp_path / "refused"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "error: --cuda-graphs replays the compiled U-Nets: add --compile" in result.stderr
+    assert not (tmp_path / "refused").exists()
+
 def test_max_minutes_stops_early_with_a_checkpoint(tmp_path):
     train(Config(**FAST, steps=10_000, max_minutes=1e-4, out=str(tmp_path)))  # 6 ms: stops after the first update
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -306,6 +324,19 @@ def test_ema_has_the_official_warm_up():
         model.weight.fill_(1.0), ema.weight.fill_(0.0)
     teacher.ema_update(ema, model, teacher.ema_decay(0.999, 1))
     torch.testing.assert_close(ema.weight, torch.full((1, 3), 9 / 11))  # the first update moves 9/11 of the way
+
+
+def test_ema_update_moves_every_weight_and_copies_the_buffers():
+    """The one-call update against the formula applied weight by weight, on a network with many tensors."""
+    from model import Denoiser
+    model, ema = Denoiser("tiny", "edm"), Denoiser("tiny", "edm")
+    torch.nn.init.normal_(model.net.fourier_W)  # a buffer or a parameter: either way the EMA must follow it
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    teacher.ema_update(ema, model, 0.9)
+    params = dict(model.named_parameters())
+    for name, value in ema.state_dict().items():
+        expected = 0.9 * before[name] + 0.1 * params[name] if name in params else model.state_dict()[name]
+        torch.testing.assert_close(value, expected, msg=name)
 
 
 def test_training_uses_the_warm_up_and_a_resumed_run_continues_its_count(tmp_path, monkeypatch):

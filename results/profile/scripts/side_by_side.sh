@@ -3,12 +3,14 @@
 # the same kind of commands at the same time; each profile to $RES/NAME/profile.json and NAME.txt.
 #   git show COMMIT:speed.py ... > .before/  (every top-level *.py of that commit)
 # Eager channels-last is measured already (35 % slower than eager NCHW: results/profile/); this run measures
-# the compiled step in both layouts and at the recipe's batch of 28 in one, then the two GPUs together (ddp).
+# the compiled step with CUDA graphs (teacher.py --cuda-graphs) and without, in both layouts and at the recipe's
+# batch of 28, then the two GPUs together (ddp).
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 RES=${RES:-/tmp/profiles}; mkdir -p $RES
 [ -d .before/demo ] || cp -r demo .before/  # the bundled speech its training step reads
 P=${P:-"--device cuda --precision bf16 --repeats 3 --warmup 3"}
-REF=${REF:-reference} SMALL=${SMALL:-small} C=${C---compile}  # (REF=tiny SMALL=tiny C= P=...: a dry run on a CPU)
+REF=${REF:-reference} SMALL=${SMALL:-small} C=${C---compile} G=${G---cuda-graph}  # (REF=tiny SMALL=tiny C= G= P=...: a
+# dry run on a CPU)
 run() {  # GPU FOLDER NAME speed.py-arguments...
   local g=$1 d=$2 n=$3; shift 3
   echo "$(date +%s) $n start" >> $RES/stage
@@ -19,7 +21,8 @@ run() {  # GPU FOLDER NAME speed.py-arguments...
   run 0 .before distill-compiled-before --profile distill --preset $REF --batch 14 $P $C
   run 0 . distill-compiled-b28 --profile distill --preset $REF --batch 28 $P $C
   run 0 .before teacher-small-compiled-before --profile teacher --preset $SMALL --batch 64 $P $C ) &
-( run 1 . distill-compiled-nhwc --profile distill --preset $REF --batch 14 $P $C --channels-last
+( run 1 . distill-compiled-graphs --profile distill --preset $REF --batch 14 $P $C $G  # teacher.py --cuda-graphs
+  run 1 . distill-compiled-nhwc --profile distill --preset $REF --batch 14 $P $C --channels-last
   run 1 . distill-compiled-nhwc-b28 --profile distill --preset $REF --batch 28 $P $C --channels-last
   run 1 . teacher-small-compiled-nhwc --profile teacher --preset $SMALL --batch 64 $P $C --channels-last ) &
 wait; echo "$(date +%s) PAIRS DONE" >> $RES/stage
