@@ -268,7 +268,6 @@ def test_bad_data_gives_one_error_line(tmp_path, case):
     assert len(errors) == 1 and message in errors[0], result.stderr
 
 
-
 def test_cuda_graphs_compile_for_replay_and_mark_each_micro_batch(tmp_path, monkeypatch):
     """--cuda-graphs: the U-Nets of model and EMA compiled in torch.compile's reduce-overhead mode, and before
     each micro-batch the graphs' earlier outputs released (nothing is compiled here: optimise is recorded)."""
@@ -285,6 +284,7 @@ def test_cuda_graphs_compile_for_replay_and_mark_each_micro_batch(tmp_path, monk
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "error: --cuda-graphs replays the compiled U-Nets: add --compile" in result.stderr
     assert not (tmp_path / "refused").exists()
+
 
 def test_max_minutes_stops_early_with_a_checkpoint(tmp_path):
     train(Config(**FAST, steps=10_000, max_minutes=1e-4, out=str(tmp_path)))  # 6 ms: stops after the first update
