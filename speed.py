@@ -278,7 +278,7 @@ def kernel_family(name):
 
 def profile_training(kind="distill", preset="reference", checkpoint_teacher="", device="auto", batch=14,
                      mode="bf16", frames=256, updates=3, warmup=3, compiled=False, seed=0, threads=0,
-                     channels_last=False, cuda_graphs=False):
+                     channels_last=False, cuda_graph=False):
     """Profile of `updates` training updates of distill.py (kind 'distill': rosecd_loss, the student and its
     EMA target started from a teacher: checkpoint_teacher, or random weights of preset) or of teacher.py
     ('teacher': teacher_loss on a fresh network of preset), run by teacher.fit itself (its batches, autocast,
@@ -287,15 +287,15 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
     After `warmup` untimed updates, `updates` are timed (time per update, crops/s, peak GPU memory) and as many
     after them profiled with torch.profiler (it slows the launches, so it is not the clock): on a GPU the
     kernels' device time, on a CPU the ops' self time, summed by kernel_family. mode: fp32 or bf16 (fit's
-    autocast, GPU only). channels_last, cuda_graphs: fit's --channels-last, --cuda-graphs. The first update's
+    autocast, GPU only). channels_last, cuda_graph: fit's --channels-last, --cuda-graphs. The first update's
     time is reported apart (first_update_s: with compiled, mostly compiling); on a GPU, gpu_busy_percent: the
     kernels' time over the timed update's."""
     default_threads = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
-    if cuda_graphs and not compiled:
+    if cuda_graph and not compiled:
         raise DataError("--cuda-graph with --profile replays the compiled step: add --compile")
-    device = benchmark_device(device, batch, cuda_graphs)
+    device = benchmark_device(device, batch, cuda_graph)
     if mode not in ("fp32", "bf16") or (mode == "bf16" and device.type != "cuda"):
         raise DataError(f"--precision {mode}: training profiles take fp32, or bf16 on a GPU (teacher.fit's autocast)")
     if frames < 64 or frames % 64:
@@ -304,7 +304,7 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
         raise DataError(f"--repeats {updates} / --warmup {warmup}: at least 1 profiled update, no negative warm-up")
     work = tempfile.TemporaryDirectory()  # fit's log and final checkpoint, thrown away
     options = dict(out=work.name, steps=warmup + 2 * updates + 1, batch_size=batch, grad_accum=1, num_frames=frames,
-                   bf16=mode == "bf16", compile=compiled, cuda_graphs=cuda_graphs, channels_last=channels_last,
+                   bf16=mode == "bf16", compile=compiled, cuda_graphs=cuda_graph, channels_last=channels_last,
                    valid_files=0, log_every=10 ** 9, save_every=10 ** 9, seed=seed, device=str(device))
     if kind == "distill":  # as distill.distill builds its step
         cfg = DistillConfig(**options)
@@ -359,7 +359,7 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
     top = sorted(times.items(), key=lambda item: -item[1])[:10]
     result = {"kind": "profile", "step": kind, "model": what, "device": torch.cuda.get_device_name(device) if cuda
               else "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__, "batch": batch,
-              "frames": frames, "precision": mode, "compiled": compiled, "cuda_graphs": cuda_graphs,
+              "frames": frames, "precision": mode, "compiled": compiled, "cuda_graph": cuda_graph,
               "channels_last": channels_last,
               "updates": updates, "warmup": warmup, "first_update_s": clock[1] - clock[0],
               "time_per_update_ms": 1e3 * seconds, "crops_per_s": batch / seconds,
@@ -383,7 +383,7 @@ def profile_table(r):
     busy = (f"; kernels run for {r['gpu_busy_percent']:.0f} % of an update's time"
             if r.get("gpu_busy_percent") is not None else "")
     lines = [f"{r['model']} on {r['device']}: batch {r['batch']} x {r['frames']} frames, {r['precision']}, "
-             f"{'compiled' if r['compiled'] else 'eager'}{', CUDA graphs' if r.get('cuda_graphs') else ''}"
+             f"{'compiled' if r['compiled'] else 'eager'}{', CUDA graphs' if r.get('cuda_graph') else ''}"
              f"{', channels-last' if r.get('channels_last') else ''}, "
              f"{r['updates']} updates timed and {r['updates']} profiled "
              f"after {r['warmup']} warm-up",

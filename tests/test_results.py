@@ -40,7 +40,7 @@ def test_section_7_4_holds_every_comparison():
     assert named == {(m, s) for m in MODELS for s in SETS}
 
 
-@pytest.mark.parametrize("header, cells", section_rows(), ids=lambda v: None)
+@pytest.mark.parametrize("header, cells", section_rows())
 def test_each_comparison_row_is_what_the_committed_scores_give(header, cells):
     a, b = MODELS[cells[0]]
     folder = SCORES / SETS[cells[1]]
