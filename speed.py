@@ -284,12 +284,14 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
     ('teacher': teacher_loss on a fresh network of preset), run by teacher.fit itself (its batches, autocast,
     fused Adam, EMA, --compile) with one micro-batch of `batch` crops of `frames` frames per update.
 
-    After `warmup` untimed updates, `updates` are timed (time per update, crops/s, peak GPU memory) and as many
+    After `warmup` untimed updates, `updates` are timed (time per update, crops/s) and as many
     after them profiled with torch.profiler (it slows the launches, so it is not the clock): on a GPU the
     kernels' device time, on a CPU the ops' self time, summed by kernel_family. mode: fp32 or bf16 (fit's
     autocast, GPU only). channels_last, cuda_graph: fit's --channels-last, --cuda-graphs. The first update's
     time is reported apart (first_update_s: with compiled, mostly compiling); on a GPU, gpu_busy_percent: the
-    kernels' time over the timed update's."""
+    kernels' time over the timed update's, and peak_memory_gib: the most memory tensors held at any point of the
+    run, warm-up included (CUDA graphs allocate their memory pool while warm-up captures them, and replays
+    allocate nothing: a peak taken after warm-up would miss it)."""
     default_threads = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
@@ -334,8 +336,6 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
         if calls in (0, 1, warmup, warmup + updates, warmup + 2 * updates):
             synchronize(device)
             clock[calls] = time.perf_counter()
-        if calls == warmup and cuda:
-            torch.cuda.reset_peak_memory_stats(device)
         if calls == warmup + updates:
             profiler.start()
         if calls == warmup + 2 * updates:
