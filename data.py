@@ -310,6 +310,7 @@ class PairBatches:
 
 
 SPEEDS = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15)  # speed perturbation factors of MixBatches
+TRAIN_SNR = (-5.0, 20.0)  # dB: the SNRs at which MixBatches mixes by default (teacher.py / distill.py --snr-low, --snr-high)
 
 
 def speed_perturb(wav, factor):
@@ -354,7 +355,7 @@ class MixBatches:
     batches(B, generator) -> (clean, noisy), [B, samples] each, every draw from `generator`.
     """
 
-    def __init__(self, speech, noise=None, num_frames=256, snr_range=(-5.0, 20.0), speeds=SPEEDS, gain_db=12.0,
+    def __init__(self, speech, noise=None, num_frames=256, snr_range=TRAIN_SNR, speeds=SPEEDS, gain_db=12.0,
                  device="cpu"):
         wavs = perturbed_speech(str(speech), tuple(speeds))
         self.utterances = len(wavs) // len(speeds)
@@ -454,13 +455,13 @@ def write_mixtures(pairs, folder, with_clean=False):
             sf.write(str(folder / side / f"{name}.flac"), pair[k], SAMPLE_RATE, subtype="PCM_16")
 
 
-def make_batches(data="", speech="", noise="", num_frames=256, device="cpu"):
+def make_batches(data="", speech="", noise="", num_frames=256, device="cpu", snr_range=TRAIN_SNR):
     """The training batches a script's options describe, on `device`: VoiceBank-DEMAND pairs (data),
-    speech folders mixed with noise (speech, noise: "a,b" each), or the bundled demo speech when neither
-    is given."""
+    speech folders mixed with noise at SNRs drawn uniformly from snr_range (speech, noise: "a,b" each), or
+    the bundled demo speech mixed so when neither is given."""
     if data:
         return PairBatches(find_pairs(data, "train"), num_frames, device)
-    return MixBatches(speech or DEMO / "speech_train", noise or None, num_frames, device=device)
+    return MixBatches(speech or DEMO / "speech_train", noise or None, num_frames, snr_range, device=device)
 
 
 def validation_pairs(data="", valid="", limit=4):

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
-from data import DataError, check_seed, wav_to_spec
+from data import TRAIN_SNR, DataError, check_seed, wav_to_spec
 from enhance import enhance_wav, pick_device
 from evaluate import require, score
 from fast import optimise
@@ -65,6 +65,9 @@ class TrainConfig:
                          path="folders")
     noise: str = option("", "optional noise recordings for that mixing, folders 'a,b' searched recursively",
                         path="folders")
+    snr_low: float = option(TRAIN_SNR[0], "lowest SNR in dB of that mixing: each crop's SNR is drawn uniformly "
+                                          "from --snr-low to --snr-high (--data's pairs come mixed)")
+    snr_high: float = option(TRAIN_SNR[1], "highest SNR in dB of that mixing")
     valid: str = option("", "validation sets, folders 'a,b' each with clean/ and noisy/ (python data.py testset "
                             "writes one); empty: data's valid split or the bundled p287 pairs", path="folders")
     out: str = option("runs/teacher", "checkpoint.pt and log.jsonl go here; a checkpoint of the same run there "
@@ -241,6 +244,12 @@ def preflight(cfg, kind):
         require("triton", "triton", "--compile on a GPU")
     if cfg.cuda_graphs and not cfg.compile:
         raise DataError("--cuda-graphs replays the compiled U-Nets: add --compile")
+    if not (math.isfinite(cfg.snr_low) and math.isfinite(cfg.snr_high)) or cfg.snr_low > cfg.snr_high:
+        raise DataError(f"--snr-low {cfg.snr_low:g} --snr-high {cfg.snr_high:g}: two finite numbers of dB, "
+                        "the low one not above the high one")
+    if cfg.data and (cfg.snr_low, cfg.snr_high) != TRAIN_SNR:
+        raise DataError("--snr-low and --snr-high set how --speech is mixed with noise; the pairs of --data come "
+                        "mixed already: drop them, or train on --speech")
     out = Path(cfg.out)
     probe = out / f".write-test-{os.getpid()}"
     try:
@@ -441,7 +450,7 @@ def fit(cfg, kind, model, loss_fn, validate_fn, sde, rank, world, device, resume
         del ckpt
     if cfg.channels_last:  # before compiling and DDP: both take the layout the weights have then
         to_channels_last(model, ema, opt)
-    batches = data.make_batches(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, device)
+    batches = data.make_batches(cfg.data, cfg.speech, cfg.noise, cfg.num_frames, device, (cfg.snr_low, cfg.snr_high))
     if cfg.compile:  # the U-Nets of model and EMA compiled in place; validation runs them eagerly (below)
         mode = "reduce-overhead" if cfg.cuda_graphs else None
         optimise(model, device, compiled=True, compile_mode=mode)

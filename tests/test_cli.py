@@ -108,7 +108,9 @@ def bad_values(tmp):
                 (["--data", missing], "no such folder"), (["--speech", missing], "no such folder"),
                 (["--speech", f"demo/speech_train,{missing}"], f"{missing}: no such folder"),
                 (["--noise", missing], "no such folder"), (["--valid", f"demo/vbdmd,{missing}"], "no such folder"),
-                (["--warm-start", missing], "no such file"),
+                (["--warm-start", missing], "no such file"), (["--snr-low", "nan"], "finite"),
+                (["--snr-low", "9", "--snr-high", "3"], "the low one not above the high one"),
+                (["--data", "demo/vbdmd", "--snr-low", "-10"], "come mixed already"),
                 (["--out", existing], "a file, not a folder"), (["--device", "gpu"], "expected auto, cpu, cuda")]
     scoring = ["--clean", "demo/vbdmd/clean", "--enhanced", "demo/vbdmd/noisy"]
     return {

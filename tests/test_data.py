@@ -157,6 +157,16 @@ def test_mix_batches_are_a_function_of_the_generator_and_respect_the_snr_range()
     assert snrs.min() > -0.01 and snrs.max() < 10.01 and snrs.max() - snrs.min() > 3
 
 
+def test_make_batches_mixes_speech_at_the_snr_range_it_is_given():  # teacher.py / distill.py --snr-low, --snr-high
+    mix = data.make_batches(speech=str(data.DEMO / "speech_train"), num_frames=128, snr_range=(-10.0, -8.0))
+    assert data.make_batches(speech=str(data.DEMO / "speech_train")).snr_range == data.TRAIN_SNR == (-5.0, 20.0)
+    mix.gain_db = 0.0
+    clean, noisy = mix(16, torch.Generator().manual_seed(0))
+    speech = clean.pow(2).mean(-1) > 1e-8
+    snrs = 10 * torch.log10(clean.pow(2).mean(-1) / (noisy - clean).pow(2).mean(-1))[speech]
+    assert snrs.min() > -10.01 and snrs.max() < -7.99
+
+
 def test_mix_batches_gain_lowers_the_peak_of_both_sides_alike():
     mix = data.MixBatches(data.DEMO / "speech_train", num_frames=64, speeds=(1.0,), gain_db=12.0)
     clean, noisy = mix(64, torch.Generator().manual_seed(0))
