@@ -310,7 +310,7 @@ class PairBatches:
 
 
 SPEEDS = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15)  # speed perturbation factors of MixBatches
-TRAIN_SNR = (-5.0, 20.0)  # dB: the SNRs at which MixBatches mixes by default (teacher.py / distill.py --snr-low, --snr-high)
+TRAIN_SNR = (-5.0, 20.0)  # dB: MixBatches' SNR range by default (teacher.py / distill.py --snr-low, --snr-high)
 
 
 def speed_perturb(wav, factor):
