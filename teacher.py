@@ -89,7 +89,7 @@ class TrainConfig:
                                         "(group norm converts back), compiled: not measured yet")
     cuda_graphs: bool = option(False, "with --compile on a GPU: the compiled U-Nets replayed from CUDA graphs "
                                       "(torch.compile's reduce-overhead mode), so that the CPU no longer launches "
-                                      "each kernel. Same updates, about 2 min more compiling; on one H200 the "
+                                      "each kernel. Same updates, up to 2 min more compiling; on one H200 the "
                                       "reference distillation stayed at 70 crops/s (its GPU 94 %% busy), the small "
                                       "teacher gained 4 %%. On a CPU it changes nothing")
     grad_clip: float = option(0.0, "clip the gradient norm to this (0: off)", minimum=0)
