@@ -290,7 +290,7 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
     autocast, GPU only). channels_last, cuda_graph: fit's --channels-last, --cuda-graphs. The first update's
     time is reported apart (first_update_s: with compiled, mostly compiling); on a GPU, gpu_busy_percent: the
     kernels' time over the timed update's, and peak_memory_gib: the most memory tensors held at any point of the
-    run, warm-up included (CUDA graphs allocate their memory pool while warm-up captures them, and replays
+    profile, warm-up included (CUDA graphs allocate their memory pool while warm-up captures them, and replays
     allocate nothing: a peak taken after warm-up would miss it)."""
     default_threads = torch.get_num_threads()
     if threads > 0:
@@ -304,6 +304,8 @@ def profile_training(kind="distill", preset="reference", checkpoint_teacher="", 
         raise DataError(f"--frames {frames}: must be a positive multiple of 64 (the U-Net halves it 6 times)")
     if updates < 1 or warmup < 0:
         raise DataError(f"--repeats {updates} / --warmup {warmup}: at least 1 profiled update, no negative warm-up")
+    if device.type == "cuda":  # the peak of this profile from its first allocation (a run may hold several)
+        torch.cuda.reset_peak_memory_stats(device)
     work = tempfile.TemporaryDirectory()  # fit's log and final checkpoint, thrown away
     options = dict(out=work.name, steps=warmup + 2 * updates + 1, batch_size=batch, grad_accum=1, num_frames=frames,
                    bf16=mode == "bf16", compile=compiled, cuda_graphs=cuda_graph, channels_last=channels_last,
