@@ -168,6 +168,42 @@ def test_channels_last_gives_the_same_loss_and_gradients(tiny_teacher):
         torch.testing.assert_close(grads_b[name], gr, rtol=1e-3, atol=1e-4 * largest, msg=name)
 
 
+def test_one_batch_of_2b_is_the_update_of_b_with_two_accumulation_steps(tiny_teacher, monkeypatch):
+    """README's recipe may run the published 14 x 2 as one batch of 28 (issue 22): on the same crops and draws
+    the loss of one batch of 4 is the mean of two micro-batches of 2, and so are the gradients that
+    teacher.fit accumulates as (loss / grad_accum).backward(). Every term (consistency, SI-SDR, MR-STFT) is a
+    mean over the batch of per-crop values, and group norm normalises each crop alone."""
+    g = torch.Generator().manual_seed(2)
+    clean = 0.1 * torch.randn(4, data.crop_samples(64), generator=g)
+    noisy = clean + 0.05 * torch.randn(clean.shape, generator=g)
+    frozen, sde = distill.load_teacher(tiny_teacher, "cpu")
+    config = distill.Config(teacher=str(tiny_teacher), **FAST)
+    assert config.sisdr_weight > 0 and config.mrstft_weight > 0  # the auxiliary losses take part
+    like = data.wav_to_spec(clean)
+    n = torch.randint(0, N - 1, (4,), generator=g)
+    z, z_prime = (torch.randn(like.shape, dtype=like.dtype, generator=g) for _ in range(2))
+    rows = {4: slice(0, 4), 2: iter([slice(0, 2), slice(2, 4)])}
+    monkeypatch.setattr(distill, "draw", lambda batch, N, like, generator: (lambda r: (n[r], z[r], z_prime[r]))(
+        rows[4] if batch == 4 else next(rows[2])))
+
+    student, loss_fn = distill.student_and_loss(config, frozen, sde, torch.device("cpu"))
+    target = copy.deepcopy(student)
+    whole, _ = loss_fn(student, target, clean, noisy, None)
+    whole.backward()
+    grads_whole = {name: p.grad.clone() for name, p in student.named_parameters()}
+    student.zero_grad()
+    halves = []
+    for half in (slice(0, 2), slice(2, 4)):
+        loss, _ = loss_fn(student, target, clean[half], noisy[half], None)
+        (loss / 2).backward()
+        halves.append(loss.detach())
+    torch.testing.assert_close(whole.detach(), (halves[0] + halves[1]) / 2, rtol=1e-5, atol=0)
+    assert abs(halves[0] - halves[1]) > 1e-3 * abs(whole)  # the halves differ: the mean is a real check
+    largest = max(gr.abs().max() for gr in grads_whole.values())
+    for name, p in student.named_parameters():
+        torch.testing.assert_close(p.grad, grads_whole[name], rtol=1e-3, atol=1e-5 * largest, msg=name)
+
+
 def test_a_run_switches_to_channels_last_on_resume_with_its_adam_moments(tiny_teacher, tmp_path):
     common = dict(FAST, teacher=str(tiny_teacher))
     distill.distill(distill.Config(steps=2, out=str(tmp_path), **common))
