@@ -1,6 +1,8 @@
-"""RESULTS.md's paired comparisons of the many-voices students (section 7.4) against the per-file scores they were
-computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed): a table edited by hand, or scores
-replaced without the table, fails here."""
+"""RESULTS.md's paired comparisons of the many-voices students (sections 7.4 and 7.5) against the per-file scores
+they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), and section 1.2's profiled
+rates against the profiles (results/profile/*.json): a table edited by hand, or scores replaced without the
+table, fails here."""
+import json
 from pathlib import Path
 
 import pytest
@@ -14,13 +16,15 @@ MODELS = {  # the comparison's name in RESULTS.md -> (model A, model B), folders
     "medium - small": ("rosecd-medium", "rosecd-small"),
     "randomized - deterministic, with aux": ("rosecd-medium", "det-aux"),
     "randomized - deterministic, no aux": ("rand-noaux", "det-noaux"),
+    "low SNR - medium": ("rosecd-lowsnr", "rosecd-medium"),
+    "low SNR - noisy": ("rosecd-lowsnr", "noisy"),
 }
 SETS = {"libri_test": "libri", "p287": "p287", "out of domain": "ood"}
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
 
 
 def section_rows():
-    """(header cells, row cells) of every comparison row of RESULTS.md section 7.4's tables."""
+    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 and 7.5's tables."""
     text = (ROOT / "RESULTS.md").read_text()
     section = text[text.index("### 7.4"):text.index("\n## 8.")]
     rows, header = [], None
@@ -35,7 +39,7 @@ def section_rows():
     return rows
 
 
-def test_section_7_4_holds_every_comparison():
+def test_sections_7_4_and_7_5_hold_every_comparison():
     named = {(cells[0], cells[1]) for _, cells in section_rows()}
     assert named == {(m, s) for m in MODELS for s in SETS}
 
@@ -51,3 +55,28 @@ def test_each_comparison_row_is_what_the_committed_scores_give(header, cells):
         expected = f"{d['mean']:+.{decimals}f} ± {d['sem']:.{decimals}f} ({d['wins']}/{d['n']})"
         assert cell == expected, f"{cells[0]}, {cells[1]}, {title}"
 
+
+
+PROFILES = ROOT / "results" / "profile"
+PROFILE_ROWS = {  # RESULTS.md 1.2's table of the reference step -> the profile speed.py wrote
+    "batch 14, `--compile --cuda-graphs` (above)": "distill-reference-compiled-graphs.json",
+    "batch 14, `--compile --channels-last`": "distill-reference-compiled-channels-last.json",
+    "batch 28, `--compile --cuda-graphs`": "distill-reference-compiled-graphs-b28.json",
+}
+
+
+def test_the_profiled_rates_are_what_the_committed_profiles_say():
+    text = (ROOT / "RESULTS.md").read_text()
+    rows = {}
+    for line in text[text.index("### 1.2"):text.index("## 2.")].splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if cells[0] in PROFILE_ROWS:
+            rows[cells[0]] = cells[1:]
+    assert rows.keys() == PROFILE_ROWS.keys()
+    for label, (ms, rate, busy, peak, first) in rows.items():
+        p = json.loads((PROFILES / PROFILE_ROWS[label]).read_text())[0]
+        assert p["kind"] == "profile" and p["step"] == "distill" and p["compiled"], label
+        assert (ms, rate, busy) == (f"{p['time_per_update_ms']:.1f}", f"{p['crops_per_s']:.1f}",
+                                    f"{p['gpu_busy_percent']:.0f} %"), label
+        assert first == f"{p['first_update_s']:.0f} s", label
+        assert peak == "not recorded" or peak == f"{p['peak_memory_gib']:.1f} GiB", label
