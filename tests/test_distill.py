@@ -182,9 +182,12 @@ def test_one_batch_of_2b_is_the_update_of_b_with_two_accumulation_steps(tiny_tea
     like = data.wav_to_spec(clean)
     n = torch.randint(0, N - 1, (4,), generator=g)
     z, z_prime = (torch.randn(like.shape, dtype=like.dtype, generator=g) for _ in range(2))
-    rows = {4: slice(0, 4), 2: iter([slice(0, 2), slice(2, 4)])}
-    monkeypatch.setattr(distill, "draw", lambda batch, N, like, generator: (lambda r: (n[r], z[r], z_prime[r]))(
-        rows[4] if batch == 4 else next(rows[2])))
+    halves = iter([slice(0, 2), slice(2, 4)])
+
+    def fixed_draw(batch, N, like, generator):  # each crop gets the same draws in the whole batch and its half
+        rows = slice(0, 4) if batch == 4 else next(halves)
+        return n[rows], z[rows], z_prime[rows]
+    monkeypatch.setattr(distill, "draw", fixed_draw)
 
     student, loss_fn = distill.student_and_loss(config, frozen, sde, torch.device("cpu"))
     target = copy.deepcopy(student)
@@ -192,13 +195,13 @@ def test_one_batch_of_2b_is_the_update_of_b_with_two_accumulation_steps(tiny_tea
     whole.backward()
     grads_whole = {name: p.grad.clone() for name, p in student.named_parameters()}
     student.zero_grad()
-    halves = []
-    for half in (slice(0, 2), slice(2, 4)):
-        loss, _ = loss_fn(student, target, clean[half], noisy[half], None)
+    losses = []
+    for rows in (slice(0, 2), slice(2, 4)):  # as teacher.fit accumulates two micro-batches
+        loss, _ = loss_fn(student, target, clean[rows], noisy[rows], None)
         (loss / 2).backward()
-        halves.append(loss.detach())
-    torch.testing.assert_close(whole.detach(), (halves[0] + halves[1]) / 2, rtol=1e-5, atol=0)
-    assert abs(halves[0] - halves[1]) > 1e-3 * abs(whole)  # the halves differ: the mean is a real check
+        losses.append(loss.detach())
+    torch.testing.assert_close(whole.detach(), (losses[0] + losses[1]) / 2, rtol=1e-5, atol=0)
+    assert abs(losses[0] - losses[1]) > 1e-3 * abs(whole)  # the halves differ: the mean is a real check
     largest = max(gr.abs().max() for gr in grads_whole.values())
     for name, p in student.named_parameters():
         torch.testing.assert_close(p.grad, grads_whole[name], rtol=1e-3, atol=1e-5 * largest, msg=name)

@@ -56,7 +56,6 @@ def test_each_comparison_row_is_what_the_committed_scores_give(header, cells):
         assert cell == expected, f"{cells[0]}, {cells[1]}, {title}"
 
 
-
 PROFILES = ROOT / "results" / "profile"
 PROFILE_ROWS = {  # RESULTS.md 1.2's table of the reference step -> the profile speed.py wrote
     "batch 14, `--compile --cuda-graphs` (above)": "distill-reference-compiled-graphs.json",
