@@ -20,6 +20,8 @@ MODELS = {  # the comparison's name in RESULTS.md -> (model A, model B), folders
     "low SNR - noisy": ("rosecd-lowsnr", "noisy"),
 }
 SETS = {"libri_test": "libri", "p287": "p287", "out of domain": "ood"}
+SNR_SETS = {"libri_test at -10 to -5 dB": "libri_low", "out of domain at 0 to 10 dB": "ood_high"}  # section 7.5
+SNR_ROWS = {(m, s) for m in ("medium - noisy", "low SNR - medium") for s in SNR_SETS}
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
 
 
@@ -41,13 +43,13 @@ def section_rows():
 
 def test_sections_7_4_and_7_5_hold_every_comparison():
     named = {(cells[0], cells[1]) for _, cells in section_rows()}
-    assert named == {(m, s) for m in MODELS for s in SETS}
+    assert named == {(m, s) for m in MODELS for s in SETS} | SNR_ROWS
 
 
 @pytest.mark.parametrize("header, cells", section_rows())
 def test_each_comparison_row_is_what_the_committed_scores_give(header, cells):
     a, b = MODELS[cells[0]]
-    folder = SCORES / SETS[cells[1]]
+    folder = SCORES / {**SETS, **SNR_SETS}[cells[1]]
     diff = evaluate.paired_differences(evaluate.read_scores(folder / a), evaluate.read_scores(folder / b))
     for title, cell in zip(header[2:], cells[2:]):
         metric, decimals = COLUMNS[title]
