@@ -24,6 +24,7 @@ SNR_SETS = {"libri_test at -10 to -5 dB": "libri_low", "out of domain at 0 to 10
 TEACHER = {"teacher - noisy": ("teacher-medium", "noisy"), "teacher - medium": ("teacher-medium", "rosecd-medium")}
 SNR_ROWS = ({(m, s) for m in ("medium - noisy", "low SNR - medium") for s in SNR_SETS}
             | {(m, "libri_test at -10 to -5 dB") for m in TEACHER})  # the teacher on four of its files
+ALL_MODELS, ALL_SETS = {**MODELS, **TEACHER}, {**SETS, **SNR_SETS}  # every name a row of 7.4 or 7.5 may hold
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
 
 
@@ -36,7 +37,7 @@ def section_rows():
         cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
         if cells and cells[0] == "comparison":
             header = cells
-        elif cells and header and cells[0] in {**MODELS, **TEACHER}:
+        elif cells and header and cells[0] in ALL_MODELS:
             rows.append((header, cells))
         elif not cells:
             header = None
@@ -50,8 +51,8 @@ def test_sections_7_4_and_7_5_hold_every_comparison():
 
 @pytest.mark.parametrize("header, cells", section_rows())
 def test_each_comparison_row_is_what_the_committed_scores_give(header, cells):
-    a, b = {**MODELS, **TEACHER}[cells[0]]
-    folder = SCORES / {**SETS, **SNR_SETS}[cells[1]]
+    a, b = ALL_MODELS[cells[0]]
+    folder = SCORES / ALL_SETS[cells[1]]
     diff = evaluate.paired_differences(evaluate.read_scores(folder / a), evaluate.read_scores(folder / b))
     for title, cell in zip(header[2:], cells[2:]):
         metric, decimals = COLUMNS[title]
