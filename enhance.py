@@ -8,7 +8,8 @@
 
 A student (checkpoint kind "student") enhances in one network call: x_T = y + sigma(1) z,
 x_hat = D(x_T, y, 1). A teacher samples with the N-step predictor-corrector (2N calls), or with
---steps 1 gives its own one-step estimate, a baseline for the student.
+--sampler ode along the probability-flow ODE the student was distilled from, or with --steps 1 gives
+its own one-step estimate, a baseline for the student.
 
 enhance_wav is the whole pipeline for one 16 kHz waveform: noisy-peak normalisation (over the
 whole file), then chunk by chunk the compressed spectrogram, padding to a multiple of 64 frames,
@@ -40,7 +41,7 @@ from data import AUDIO_EXTS, HOP, N_FFT, SAMPLE_RATE, DataError, check_seed, cro
     spec_to_wav, wav_to_spec
 from fast import optimise
 from model import NUM_FREQS, crop_spec, load_model, pad_spec
-from sde import pc_sample
+from sde import ode_sample, pc_sample
 
 # the many-voices medium student (RESULTS.md 7.4); its training noise is for research use only: checkpoints/README.md
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "rosecd-medium.pt"
@@ -51,6 +52,7 @@ GPU_BATCH = 8         # chunks per network call on a GPU by default (on a CPU: 1
 # float16 rather than bfloat16 on a GPU by default: on the H100 a reference call in bf16 is 1.1e-2 to 2.5e-2
 # away from float32 (relative L2 error), in fp16 1.3e-3 to 2.9e-3, at the same speed (RESULTS.md 5)
 GPU_PRECISION = "fp16"
+SAMPLERS = ("pc", "ode")  # a teacher's: predictor-corrector, or the probability-flow ODE (Heun) and a last mean estimate
 # Output format by extension. WAV as 32-bit float: the enhanced samples are written exactly, with
 # no 16-bit rounding and no clipping where the estimate goes above full scale (it may: the output
 # is scaled back by the noisy peak), so metrics computed from the files equal those in memory.
@@ -86,9 +88,10 @@ def chunk_weight(starts, i, length, overlap):
     return w.float()
 
 
-def enhance_chunk(D, sde, y_wav, steps, generator):
+def enhance_chunk(D, sde, y_wav, steps, generator, sampler="pc"):
     """Enhanced waveforms of normalised noisy waveforms y_wav ([n], or [B, n] of equal length, on D's
-    device), and the network calls made (a call enhances the whole batch)."""
+    device), and the network calls made (a call enhances the whole batch). steps > 1 samples with the
+    predictor-corrector (sampler "pc") or the probability-flow ODE (sampler "ode")."""
     n = y_wav.shape[-1]
     y_wav = F.pad(y_wav, (0, max(0, N_FFT - n)))  # the centred STFT needs more than n_fft / 2 samples
     y = wav_to_spec(y_wav.reshape(-1, y_wav.shape[-1]))  # [B, 1, 256, T]
@@ -97,8 +100,12 @@ def enhance_chunk(D, sde, y_wav, steps, generator):
         t = torch.full((y.shape[0],), sde.T, device=y.device)
         x_T = torch.cat([sde.prior_sample(row[None], generator) for row in y])  # z row by row: see enhance_wav
         x, calls = D(x_T, y, t), 1
-    else:
+    elif sampler == "pc":
         x, calls = pc_sample(sde, D, y, N=steps, generator=generator)
+    else:  # Heun along the ODE to t_eps (a sample of that marginal, noise sigma(t_eps) in it); then, like the
+        # predictor-corrector's last noise-free mean, the denoiser's estimate of the clean mean there: one call more
+        x, calls = ode_sample(sde, D, y, N=steps, method="heun", generator=generator)
+        x, calls = D(x, y, torch.full((y.shape[0],), sde.t_eps, device=y.device)), calls + 1
     x = spec_to_wav(crop_spec(x, num_frames).to(torch.complex64), y_wav.shape[-1])[:, :n]
     return x.reshape(*y_wav.shape[:-1], n), calls
 
@@ -141,11 +148,12 @@ def precision(mode, device):
 
 @torch.no_grad()
 def enhance_wav(D, sde, noisy, steps=30, generator=None, chunk_frames=None, overlap_frames=OVERLAP_FRAMES,
-                batch=1):
+                batch=1, sampler="pc"):
     """Enhanced 16 kHz waveform (numpy) of a noisy 16 kHz waveform, and the network calls made.
 
     steps == 1: one-step estimate x_hat = D(x_T, y, T) with x_T = y + sigma(T) z (the student);
-    steps > 1: the predictor-corrector sampler with N = steps (the teacher, 2 calls per step).
+    steps > 1: the teacher's sampler with N = steps: the predictor-corrector (2 calls per step), or with
+    sampler "ode" Heun along the probability-flow ODE (2 calls per step, and one for the last mean estimate).
     chunk_frames=None enhances the whole utterance at once (validation, evaluation); otherwise
     chunks of chunk_frames STFT frames overlapping by overlap_frames are enhanced `batch` at a time
     (one network call per group for steps == 1) and cross-faded, so memory stays bounded for long
@@ -165,12 +173,13 @@ def enhance_wav(D, sde, noisy, steps=30, generator=None, chunk_frames=None, over
     overlap = overlap_frames * HOP
     starts = chunk_starts(n, length, overlap)
     if len(starts) == 1:  # the whole waveform is one chunk
-        x, calls = enhance_chunk(D, sde, y.to(device), steps, generator)
+        x, calls = enhance_chunk(D, sde, y.to(device), steps, generator, sampler)
         return x.float().cpu().numpy() * scale, calls
     out, calls = torch.zeros(n), 0
     for first in range(0, len(starts), batch):
         group = starts[first:first + batch]
-        x, c = enhance_chunk(D, sde, torch.stack([y[s:s + length] for s in group]).to(device), steps, generator)
+        x, c = enhance_chunk(D, sde, torch.stack([y[s:s + length] for s in group]).to(device), steps, generator,
+                             sampler)
         for i, (s, x_i) in enumerate(zip(group, x.float().cpu()), first):
             out[s:s + length] += chunk_weight(starts, i, length, overlap) * x_i  # overlap-add
         calls += c
@@ -194,7 +203,8 @@ def write_audio(path, wav, rate):
         raise
 
 
-def enhance_file(D, sde, src, dst, steps=1, seed=0, out_rate="input", overwrite=False, mode="fp32", batch=1):
+def enhance_file(D, sde, src, dst, steps=1, seed=0, out_rate="input", overwrite=False, mode="fp32", batch=1,
+                 sampler="pc"):
     """Enhance the file src into dst, the network calls in precision `mode`, `batch` chunks per call.
     Returns (seconds of audio, network calls, [warnings])."""
     if not src.is_file():
@@ -213,12 +223,14 @@ def enhance_file(D, sde, src, dst, steps=1, seed=0, out_rate="input", overwrite=
         device = next(D.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed)  # per file: output = f(file, seed)
         with precision(mode, device):
-            enhanced, calls = enhance_wav(D, sde, wav, steps, generator, chunk_frames=CHUNK_FRAMES, batch=batch)
+            enhanced, calls = enhance_wav(D, sde, wav, steps, generator, chunk_frames=CHUNK_FRAMES, batch=batch,
+                                          sampler=sampler)
         if mode == "fp16" and not np.isfinite(enhanced).all():  # float16 overflows above 65,504: redo in float32
             warnings.append(f"{src}: the float16 network overflowed; enhanced again in float32")
             generator.manual_seed(seed)
             with precision("fp32", device):
-                enhanced, calls = enhance_wav(D, sde, wav, steps, generator, chunk_frames=CHUNK_FRAMES, batch=batch)
+                enhanced, calls = enhance_wav(D, sde, wav, steps, generator, chunk_frames=CHUNK_FRAMES, batch=batch,
+                                          sampler=sampler)
         if not np.isfinite(enhanced).all():
             raise DataError(f"{src}: the network's output is not finite; is the checkpoint broken?")
     if out_rate == "input":
@@ -281,7 +293,7 @@ def pick_device(name):
 
 
 def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto", overwrite=False,
-                  out_rate="input", mode="auto", batch=None, compiled=False, cuda_graph=False):
+                  out_rate="input", mode="auto", batch=None, compiled=False, cuda_graph=False, sampler="pc"):
     """The command line's work: every input file, or every audio file under an input folder, into
     the folder `out`. A file that fails gets an 'error:' line and no output, and the rest go on.
     mode "auto" is GPU_PRECISION on a GPU and fp32 on a CPU; batch None is GPU_BATCH chunks on a GPU, 1 on a CPU.
@@ -311,15 +323,22 @@ def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto
     if kind == "student" and steps > 1:
         raise DataError(f"--steps {steps}: a ROSE-CD student enhances in one step ({checkpoint} is a student); "
                         "pass a teacher checkpoint for multi-step sampling")
+    if kind == "student" and sampler != "pc":
+        raise DataError(f"--sampler {sampler}: a ROSE-CD student enhances in one step, without a sampler "
+                        f"({checkpoint} is a student); pass a teacher checkpoint")
+    if sampler == "ode" and steps == 1:
+        raise DataError("--sampler ode --steps 1: the ODE needs at least 2 grid points; --steps 1 alone gives the "
+                        "teacher's one-step estimate")
 
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     seconds, calls, done = 0.0, 0, 0
     t0 = time.time()
-    for src, dst in tqdm(jobs, desc=f"enhance ({kind}, {steps} step{'s' * (steps > 1)})", unit="file",
+    how = f"{steps} step{'s' * (steps > 1)}" + (f", {sampler}" if steps > 1 else "")
+    for src, dst in tqdm(jobs, desc=f"enhance ({kind}, {how})", unit="file",
                          dynamic_ncols=True):
         try:
-            s, c, warnings = enhance_file(D, sde, src, dst, steps, seed, out_rate, overwrite, mode, batch)
+            s, c, warnings = enhance_file(D, sde, src, dst, steps, seed, out_rate, overwrite, mode, batch, sampler)
         except DataError as e:
             tqdm.write(f"error: {e}", file=sys.stderr)
             continue
@@ -358,6 +377,11 @@ def make_parser():
     parser.add_argument("--steps", metavar="N", type=int, default=None,
                         help="sampling steps (default: 1 for a student, its only choice; 30 for a teacher's "
                         "predictor-corrector, where 1 gives the teacher's one-step estimate)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default="pc",
+                        help="a teacher's sampler over --steps grid points: pc, the predictor-corrector (2 calls "
+                        "per step); ode, Heun along the probability-flow ODE, the path a student is distilled "
+                        "from, without the corrector's noise (2 calls per step, 1 more for the last mean "
+                        "estimate). A student takes neither (default: pc)")
     parser.add_argument("--seed", metavar="S", type=int, default=0,
                         help="seed of the noise z in x_T = y + sigma(1) z, set afresh for every file: the same seed "
                         "gives bit-identical outputs (default: 0)")

@@ -138,8 +138,8 @@ def heun_step(sde, D, x, y, t, t_next):
 def ode_sample(sde, D, y, N=30, method="heun", generator=None, x_T=None):
     """Probability-flow ODE sampler from T to t_eps over N grid points (N-1 steps).
 
-    Euler takes one call per step; Heun two. The last value is replaced by the network's mean
-    estimate D(x, y, t_eps), which is what the ODE would reach as t -> 0 (one more call).
+    Euler takes one call per step; Heun two. Returns a sample of the marginal at t_eps, which still
+    holds noise of std sigma(t_eps); enhance.py follows it with the denoiser's mean estimate D(x, y, t_eps).
     """
     ts = time_grid(sde, N, y.device)
     x = sde.prior_sample(y, generator) if x_T is None else x_T

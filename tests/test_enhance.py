@@ -92,6 +92,29 @@ def test_one_step_calls_the_network_once_per_chunk():
         assert out.shape == (n,) and np.isfinite(out).all()
 
 
+@pytest.mark.parametrize("sampler", ["pc", "ode"])
+def test_a_teachers_samplers_call_the_network_at_their_grid_times(sampler):
+    # pc: corrector and predictor at each of the N grid points (2N calls); ode: Heun from each point to the
+    # next (2 calls per step, N - 1 steps), then the mean estimate at t_eps of the ODE's last state (1 call)
+    D, N, times = tiny("edm"), 4, []
+    D.register_forward_hook(lambda module, args, out: times.append(round(args[2][0].item(), 6)))
+    gen = torch.Generator().manual_seed(0)
+    out, calls = enhance.enhance_wav(D, D.sde, demo_speech(1.0), steps=N, generator=gen, sampler=sampler)
+    grid = [round(t, 6) for t in torch.linspace(D.sde.T, D.sde.t_eps, N).tolist()]
+    if sampler == "pc":
+        expected = [t for t in grid for _ in (0, 1)]
+    else:
+        expected = [t for a, b in zip(grid, grid[1:]) for t in (a, b)] + [grid[-1]]
+    assert calls == len(times) == len(expected) and times == expected
+    assert out.shape == (16000,) and np.isfinite(out).all()
+    # the ODE is deterministic after its prior draw x_T: the same seed gives the same output, another seed another
+    again, _ = enhance.enhance_wav(D, D.sde, demo_speech(1.0), steps=N, generator=torch.Generator().manual_seed(0),
+                                   sampler=sampler)
+    other, _ = enhance.enhance_wav(D, D.sde, demo_speech(1.0), steps=N, generator=torch.Generator().manual_seed(1),
+                                   sampler=sampler)
+    assert np.array_equal(out, again) and not np.allclose(out, other)
+
+
 class Identity(torch.nn.Module):
     """D(x_t, y, t) = y: the enhanced waveform is the noisy one, up to the STFT round trip."""
 
@@ -375,7 +398,8 @@ def make_inputs(d):
     nan = demo_speech(0.5)
     nan[100] = np.nan
     sf.write(folder("nan") / "a.wav", nan, 16000, subtype="FLOAT")
-    for case in ("checkpoint_corrupt", "student_steps", "out_inside", "exists", "overwrite", "several"):
+    for case in ("checkpoint_corrupt", "student_steps", "student_sampler", "ode_one_step", "out_inside", "exists",
+                 "overwrite", "several"):
         sf.write(folder(case) / "a.wav", demo_speech(0.5), 16000)
     odd = folder("odd")
     sf.write(odd / "zeros.wav", np.zeros(16000, np.float32), 16000)
@@ -406,6 +430,8 @@ def cli_cases(d, ckpts):
         "checkpoint_corrupt": ([*io("checkpoint_corrupt"), "--checkpoint", str(d / "corrupt.pt")], 1,
                                "not a readable checkpoint"),
         "student_steps": ([*io("student_steps"), *s, "--steps", "30"], 1, "a ROSE-CD student enhances in one step"),
+        "student_sampler": ([*io("student_sampler"), *s, "--sampler", "ode"], 1, "without a sampler"),
+        "ode_one_step": ([*io("ode_one_step"), *t, "--sampler", "ode", "--steps", "1"], 1, "at least 2 grid points"),
         "out_inside": ([str(d / "out_inside" / "in"), "-o", str(d / "out_inside" / "in" / "enhanced"), *s], 1,
                        "inside it"),
         "exists": ([*io("exists"), *s], 1, "exists; pass --overwrite"),
@@ -443,7 +469,7 @@ def files_under(folder):
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "not_audio", "nan", "checkpoint_corrupt", "student_steps",
-                                  "out_inside", "exists"])
+                                  "student_sampler", "ode_one_step", "out_inside", "exists"])
 def test_a_bad_input_gives_one_error_line_and_writes_nothing(cli, case):
     d, cases, results = cli
     r, (_, status, message) = results[case], cases[case]
