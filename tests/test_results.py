@@ -1,4 +1,4 @@
-"""RESULTS.md's paired comparisons of the many-voices students (sections 7.4 and 7.5) against the per-file scores
+"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.6) against the per-file scores
 they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), and section 1.2's profiled
 rates against the profiles (results/profile/*.json): a table edited by hand, or scores replaced without the
 table, fails here."""
@@ -24,12 +24,28 @@ SNR_SETS = {"libri_test at -10 to -5 dB": "libri_low", "out of domain at 0 to 10
 TEACHER = {"teacher - noisy": ("teacher-medium", "noisy"), "teacher - medium": ("teacher-medium", "rosecd-medium")}
 SNR_ROWS = ({(m, s) for m in ("medium - noisy", "low SNR - medium") for s in SNR_SETS}
             | {(m, "libri_test at -10 to -5 dB") for m in TEACHER})  # the teacher on four of its files
-ALL_MODELS, ALL_SETS = {**MODELS, **TEACHER}, {**SETS, **SNR_SETS}  # every name a row of 7.4 or 7.5 may hold
+SAMPLERS = {  # section 7.6: the teacher's two samplers (GPU, and on four libri_low files the CPU), its low-SNR stint
+    "teacher PC - noisy": ("teacher-medium-pc-gpu", "noisy"),
+    "teacher PC - medium": ("teacher-medium-pc-gpu", "rosecd-medium"),
+    "teacher ODE end - medium": ("teacher-medium-ode-end-gpu", "rosecd-medium"),
+    "teacher PC - teacher ODE end": ("teacher-medium-pc-gpu", "teacher-medium-ode-end-gpu"),
+    "teacher ODE - teacher ODE end": ("teacher-medium-ode-cpu", "teacher-medium-ode-end-gpu"),
+    "teacher ODE - medium": ("teacher-medium-ode-cpu", "rosecd-medium"),
+    "teacher - teacher ODE": ("teacher-medium", "teacher-medium-ode-cpu"),
+    "low-SNR teacher - teacher, PC": ("teacher-lowsnr-pc-gpu", "teacher-medium-pc-gpu"),
+    "low-SNR teacher - teacher, ODE end": ("teacher-lowsnr-ode-end-gpu", "teacher-medium-ode-end-gpu"),
+    "low-SNR teacher PC - noisy": ("teacher-lowsnr-pc-gpu", "noisy"),
+}
+SAMPLER_ROWS = ({(m, s) for m in list(SAMPLERS)[:4]
+                 for s in ("libri_test", "libri_test at -10 to -5 dB", "out of domain at 0 to 10 dB", "out of domain")}
+                | {(m, "libri_test at -10 to -5 dB") for m in list(SAMPLERS)[4:]}
+                | {(m, "out of domain") for m in list(SAMPLERS)[7:]})
+ALL_MODELS, ALL_SETS = {**MODELS, **TEACHER, **SAMPLERS}, {**SETS, **SNR_SETS}  # every name a row of 7.4-7.6 may hold
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
 
 
 def section_rows():
-    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 and 7.5's tables."""
+    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 to 7.6's tables."""
     text = (ROOT / "RESULTS.md").read_text()
     section = text[text.index("### 7.4"):text.index("\n## 8.")]
     rows, header = [], None
@@ -44,9 +60,10 @@ def section_rows():
     return rows
 
 
-def test_sections_7_4_and_7_5_hold_every_comparison():
-    named = {(cells[0], cells[1]) for _, cells in section_rows()}
-    assert named == {(m, s) for m in MODELS for s in SETS} | SNR_ROWS
+def test_sections_7_4_to_7_6_hold_every_comparison():
+    named = [(cells[0], cells[1]) for _, cells in section_rows()]
+    assert len(named) == len(set(named))
+    assert set(named) == {(m, s) for m in MODELS for s in SETS} | SNR_ROWS | SAMPLER_ROWS
 
 
 @pytest.mark.parametrize("header, cells", section_rows())
