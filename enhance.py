@@ -205,8 +205,8 @@ def write_audio(path, wav, rate):
 
 def enhance_file(D, sde, src, dst, steps=1, seed=0, out_rate="input", overwrite=False, mode="fp32", batch=1,
                  sampler="pc"):
-    """Enhance the file src into dst, the network calls in precision `mode`, `batch` chunks per call.
-    Returns (seconds of audio, network calls, [warnings])."""
+    """Enhance the file src into dst, the network calls in precision `mode`, `batch` chunks per call, a teacher
+    with `steps` > 1 by its `sampler` ("pc" or "ode", see enhance_wav). Returns (seconds of audio, network calls, [warnings])."""
     if not src.is_file():
         raise DataError(f"{src}: no such file")
     if dst.suffix.lower() not in FORMATS:
@@ -230,7 +230,7 @@ def enhance_file(D, sde, src, dst, steps=1, seed=0, out_rate="input", overwrite=
             generator.manual_seed(seed)
             with precision("fp32", device):
                 enhanced, calls = enhance_wav(D, sde, wav, steps, generator, chunk_frames=CHUNK_FRAMES, batch=batch,
-                                          sampler=sampler)
+                                              sampler=sampler)
         if not np.isfinite(enhanced).all():
             raise DataError(f"{src}: the network's output is not finite; is the checkpoint broken?")
     if out_rate == "input":
