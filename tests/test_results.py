@@ -1,7 +1,7 @@
-"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.6) against the per-file scores
-they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), and section 1.2's profiled
-rates against the profiles (results/profile/*.json): a table edited by hand, or scores replaced without the
-table, fails here."""
+"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.6) against
+the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), and
+section 1.2's profiled rates against the profiles (results/profile/*.json): a table edited by hand, or scores
+replaced without the table, fails here."""
 import json
 from pathlib import Path
 
@@ -36,6 +36,8 @@ SAMPLERS = {  # section 7.6: the teacher's two samplers (GPU, and on four libri_
     "low-SNR teacher - teacher, ODE end": ("teacher-lowsnr-ode-end-gpu", "teacher-medium-ode-end-gpu"),
     "low-SNR teacher PC - noisy": ("teacher-lowsnr-pc-gpu", "noisy"),
 }
+# the first four on the four sets; all the others on libri_low (the CPU ODE has four of its files); the last
+# three (the low-SNR teacher) on out of domain too
 SAMPLER_ROWS = ({(m, s) for m in list(SAMPLERS)[:4]
                  for s in ("libri_test", "libri_test at -10 to -5 dB", "out of domain at 0 to 10 dB", "out of domain")}
                 | {(m, "libri_test at -10 to -5 dB") for m in list(SAMPLERS)[4:]}
