@@ -32,16 +32,20 @@ SAMPLERS = {  # section 7.6: the teacher's two samplers (GPU, and on four libri_
     "teacher ODE - teacher ODE end": ("teacher-medium-ode-cpu", "teacher-medium-ode-end-gpu"),
     "teacher ODE - medium": ("teacher-medium-ode-cpu", "rosecd-medium"),
     "teacher - teacher ODE": ("teacher-medium", "teacher-medium-ode-cpu"),
+    "teacher PC - teacher ODE": ("teacher-medium-pc-gpu", "teacher-medium-ode-cpu"),
     "low-SNR teacher - teacher, PC": ("teacher-lowsnr-pc-gpu", "teacher-medium-pc-gpu"),
     "low-SNR teacher - teacher, ODE end": ("teacher-lowsnr-ode-end-gpu", "teacher-medium-ode-end-gpu"),
     "low-SNR teacher PC - noisy": ("teacher-lowsnr-pc-gpu", "noisy"),
 }
-# the first four on the four sets; all the others on libri_low (the CPU ODE has four of its files); the last
-# three (the low-SNR teacher) on out of domain too
+# the first four on the four sets; all the others on libri_low (the CPU ODE has four of its files); the CPU ODE's
+# comparisons but the one with 7.5's CPU teacher on those four libri_test files too; the low-SNR teacher on out of
+# domain too
 SAMPLER_ROWS = ({(m, s) for m in list(SAMPLERS)[:4]
                  for s in ("libri_test", "libri_test at -10 to -5 dB", "out of domain at 0 to 10 dB", "out of domain")}
                 | {(m, "libri_test at -10 to -5 dB") for m in list(SAMPLERS)[4:]}
-                | {(m, "out of domain") for m in list(SAMPLERS)[7:]})
+                | {(m, "libri_test") for m in ("teacher ODE - teacher ODE end", "teacher ODE - medium",
+                                               "teacher PC - teacher ODE")}
+                | {(m, "out of domain") for m in list(SAMPLERS)[8:]})
 ALL_MODELS, ALL_SETS = {**MODELS, **TEACHER, **SAMPLERS}, {**SETS, **SNR_SETS}  # every name a row of 7.4-7.6 may hold
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
 
