@@ -24,29 +24,27 @@ SNR_SETS = {"libri_test at -10 to -5 dB": "libri_low", "out of domain at 0 to 10
 TEACHER = {"teacher - noisy": ("teacher-medium", "noisy"), "teacher - medium": ("teacher-medium", "rosecd-medium")}
 SNR_ROWS = ({(m, s) for m in ("medium - noisy", "low SNR - medium") for s in SNR_SETS}
             | {(m, "libri_test at -10 to -5 dB") for m in TEACHER})  # the teacher on four of its files
-SAMPLERS = {  # section 7.6: the teacher's two samplers (GPU, and on four libri_low files the CPU), its low-SNR stint
-    "teacher PC - noisy": ("teacher-medium-pc-gpu", "noisy"),
-    "teacher PC - medium": ("teacher-medium-pc-gpu", "rosecd-medium"),
-    "teacher ODE end - medium": ("teacher-medium-ode-end-gpu", "rosecd-medium"),
-    "teacher PC - teacher ODE end": ("teacher-medium-pc-gpu", "teacher-medium-ode-end-gpu"),
-    "teacher ODE - teacher ODE end": ("teacher-medium-ode-cpu", "teacher-medium-ode-end-gpu"),
-    "teacher ODE - medium": ("teacher-medium-ode-cpu", "rosecd-medium"),
-    "teacher - teacher ODE": ("teacher-medium", "teacher-medium-ode-cpu"),
-    "teacher PC - teacher ODE": ("teacher-medium-pc-gpu", "teacher-medium-ode-cpu"),
-    "low-SNR teacher - teacher, PC": ("teacher-lowsnr-pc-gpu", "teacher-medium-pc-gpu"),
-    "low-SNR teacher - teacher, ODE end": ("teacher-lowsnr-ode-end-gpu", "teacher-medium-ode-end-gpu"),
-    "low-SNR teacher PC - noisy": ("teacher-lowsnr-pc-gpu", "noisy"),
+FOUR = ("libri_test", "libri_test at -10 to -5 dB", "out of domain at 0 to 10 dB", "out of domain")
+LOW, LOW_AND_0_10, LOW_AND_OOD = FOUR[1:2], FOUR[:2], (FOUR[1], FOUR[3])
+# section 7.6, the teacher's two samplers and its low-SNR stint: comparison -> (model A, model B, the sets of its rows)
+SAMPLERS = {
+    "teacher PC - noisy": ("teacher-medium-pc-gpu", "noisy", FOUR),
+    "teacher PC - medium": ("teacher-medium-pc-gpu", "rosecd-medium", FOUR),
+    "teacher ODE end - medium": ("teacher-medium-ode-end-gpu", "rosecd-medium", FOUR),
+    "teacher PC - teacher ODE end": ("teacher-medium-pc-gpu", "teacher-medium-ode-end-gpu", FOUR),
+    # the ODE as enhance.py --sampler ode ends it, on the CPU: four files each of libri_test and libri_low
+    "teacher ODE - teacher ODE end": ("teacher-medium-ode-cpu", "teacher-medium-ode-end-gpu", LOW_AND_0_10),
+    "teacher ODE - medium": ("teacher-medium-ode-cpu", "rosecd-medium", LOW_AND_0_10),
+    "teacher - teacher ODE": ("teacher-medium", "teacher-medium-ode-cpu", LOW),
+    "teacher PC - teacher ODE": ("teacher-medium-pc-gpu", "teacher-medium-ode-cpu", LOW_AND_0_10),
+    "low-SNR teacher - teacher, PC": ("teacher-lowsnr-pc-gpu", "teacher-medium-pc-gpu", LOW_AND_OOD),
+    "low-SNR teacher - teacher, ODE end": ("teacher-lowsnr-ode-end-gpu", "teacher-medium-ode-end-gpu", LOW_AND_OOD),
+    "low-SNR teacher PC - noisy": ("teacher-lowsnr-pc-gpu", "noisy", LOW_AND_OOD),
 }
-# the first four on the four sets; all the others on libri_low (the CPU ODE has four of its files); the CPU ODE's
-# comparisons but the one with 7.5's CPU teacher on those four libri_test files too; the low-SNR teacher on out of
-# domain too
-SAMPLER_ROWS = ({(m, s) for m in list(SAMPLERS)[:4]
-                 for s in ("libri_test", "libri_test at -10 to -5 dB", "out of domain at 0 to 10 dB", "out of domain")}
-                | {(m, "libri_test at -10 to -5 dB") for m in list(SAMPLERS)[4:]}
-                | {(m, "libri_test") for m in ("teacher ODE - teacher ODE end", "teacher ODE - medium",
-                                               "teacher PC - teacher ODE")}
-                | {(m, "out of domain") for m in list(SAMPLERS)[8:]})
-ALL_MODELS, ALL_SETS = {**MODELS, **TEACHER, **SAMPLERS}, {**SETS, **SNR_SETS}  # every name a row of 7.4-7.6 may hold
+SAMPLER_ROWS = {(m, s) for m, (_, _, sets) in SAMPLERS.items() for s in sets}
+# every name a row of 7.4 to 7.6 may hold
+ALL_MODELS = {**MODELS, **TEACHER, **{m: (a, b) for m, (a, b, _) in SAMPLERS.items()}}
+ALL_SETS = {**SETS, **SNR_SETS}
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
 
 
