@@ -83,24 +83,32 @@ def test_each_comparison_row_is_what_the_committed_scores_give(header, cells):
 
 
 PROFILES = ROOT / "results" / "profile"
-PROFILE_ROWS = {  # RESULTS.md 1.2's table of the reference step -> the profile speed.py wrote
-    "batch 14, `--compile --cuda-graphs` (above)": "distill-reference-compiled-graphs.json",
-    "batch 14, `--compile --channels-last`": "distill-reference-compiled-channels-last.json",
-    "batch 28, `--compile --cuda-graphs`": "distill-reference-compiled-graphs-b28.json",
+PROFILE_ROWS = {  # RESULTS.md 1.2's tables of the distillation step -> (preset, batch, graphs, the profile speed.py wrote)
+    ("reference", "batch 14, `--compile --cuda-graphs` (above)"): (14, True, "distill-reference-compiled-graphs.json"),
+    ("reference", "batch 14, `--compile --channels-last`"): (14, False, "distill-reference-compiled-channels-last.json"),
+    ("reference", "batch 28, `--compile --cuda-graphs`"): (28, True, "distill-reference-compiled-graphs-b28.json"),
+    ("reference", "batch 14, `--compile --cuda-graphs`, again"): (14, True, "distill-reference-compiled-graphs-again.json"),
+    ("medium", "batch 16, `--compile`"): (16, False, "distill-medium-compiled.json"),
+    ("medium", "batch 16, `--compile --cuda-graphs`"): (16, True, "distill-medium-compiled-graphs.json"),
+    ("medium", "batch 32, `--compile --cuda-graphs`"): (32, True, "distill-medium-compiled-graphs-b32.json"),
 }
 
 
 def test_the_profiled_rates_are_what_the_committed_profiles_say():
     text = (ROOT / "RESULTS.md").read_text()
-    rows = {}
+    rows, preset = {}, None
     for line in text[text.index("### 1.2"):text.index("## 2.")].splitlines():
         cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
-        if cells[0] in PROFILE_ROWS:
-            rows[cells[0]] = cells[1:]
+        if cells[0].endswith("distillation, this tree"):  # a table's header names the preset
+            preset = cells[0].split()[0]
+        elif (preset, cells[0]) in PROFILE_ROWS:
+            rows[preset, cells[0]] = cells[1:]
     assert rows.keys() == PROFILE_ROWS.keys()
-    for label, (ms, rate, busy, peak, first) in rows.items():
-        p = json.loads((PROFILES / PROFILE_ROWS[label]).read_text())[0]
+    for (preset, label), (ms, rate, busy, peak, first) in rows.items():
+        batch, graphs, name = PROFILE_ROWS[preset, label]
+        p = json.loads((PROFILES / name).read_text())[0]
         assert p["kind"] == "profile" and p["step"] == "distill" and p["compiled"], label
+        assert (p["model"].split()[1], p["batch"], p["cuda_graph"]) == (preset, batch, graphs), label
         assert (ms, rate, busy) == (f"{p['time_per_update_ms']:.1f}", f"{p['crops_per_s']:.1f}",
                                     f"{p['gpu_busy_percent']:.0f} %"), label
         assert first == f"{p['first_update_s']:.0f} s", label

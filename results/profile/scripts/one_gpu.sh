@@ -23,6 +23,7 @@ for n in ${ONLY:-distill-compiled-graphs}; do case $n in
   teacher-small-compiled-nhwc) run /tmp/repo $n --profile teacher --preset small --batch 64 $P --compile --channels-last ;;
   student-medium-compiled) run /tmp/repo $n --profile distill --preset medium --batch 16 $P --compile ;;
   student-medium-compiled-graphs) run /tmp/repo $n --profile distill --preset medium --batch 16 $P --compile --cuda-graph ;;
+  student-medium-compiled-graphs-b32) run /tmp/repo $n --profile distill --preset medium --batch 32 $P --compile --cuda-graph ;;
   *) echo "$(date +%s) $n unknown" >> $RES/stage ;;
 esac; done
 echo "$(date +%s) DONE" >> $RES/stage
