@@ -384,7 +384,8 @@ def make_parser():
                         "estimate). A student takes neither (default: pc)")
     parser.add_argument("--seed", metavar="S", type=int, default=0,
                         help="seed of the noise z in x_T = y + sigma(1) z, set afresh for every file: the same seed "
-                        "gives bit-identical outputs (default: 0)")
+                        "gives bit-identical outputs on the same device (z is drawn there: a GPU and a CPU start "
+                        "from different noise) (default: 0)")
     parser.add_argument("--device", metavar="D", default="auto", help="auto, cpu, cuda or cuda:K (default: auto)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: off)")
     parser.add_argument("--out-rate", choices=("input", "16000"), default="input",

@@ -25,18 +25,19 @@ TEACHER = {"teacher - noisy": ("teacher-medium", "noisy"), "teacher - medium": (
 SNR_ROWS = ({(m, s) for m in ("medium - noisy", "low SNR - medium") for s in SNR_SETS}
             | {(m, "libri_test at -10 to -5 dB") for m in TEACHER})  # the teacher on four of its files
 FOUR = ("libri_test", "libri_test at -10 to -5 dB", "out of domain at 0 to 10 dB", "out of domain")
-LOW, LOW_AND_0_10, LOW_AND_OOD = FOUR[1:2], FOUR[:2], (FOUR[1], FOUR[3])
+FIVE, LOW_AND_0_10, LOW_AND_OOD = FOUR + ("p287",), FOUR[:2], (FOUR[1], FOUR[3])
 # section 7.6, the teacher's two samplers and its low-SNR stint: comparison -> (model A, model B, the sets of its rows)
 SAMPLERS = {
     "teacher PC - noisy": ("teacher-medium-pc-gpu", "noisy", FOUR),
     "teacher PC - medium": ("teacher-medium-pc-gpu", "rosecd-medium", FOUR),
     "teacher ODE end - medium": ("teacher-medium-ode-end-gpu", "rosecd-medium", FOUR),
     "teacher PC - teacher ODE end": ("teacher-medium-pc-gpu", "teacher-medium-ode-end-gpu", FOUR),
-    # the ODE as enhance.py --sampler ode ends it, on the CPU: four files each of libri_test and libri_low
-    "teacher ODE - teacher ODE end": ("teacher-medium-ode-cpu", "teacher-medium-ode-end-gpu", LOW_AND_0_10),
-    "teacher ODE - medium": ("teacher-medium-ode-cpu", "rosecd-medium", LOW_AND_0_10),
-    "teacher - teacher ODE": ("teacher-medium", "teacher-medium-ode-cpu", LOW),
-    "teacher PC - teacher ODE": ("teacher-medium-pc-gpu", "teacher-medium-ode-cpu", LOW_AND_0_10),
+    # the ODE as enhance.py --sampler ode ends it, on the GPU on every set, and against its CPU run on four files
+    "teacher ODE - noisy": ("teacher-medium-ode-gpu", "noisy", FIVE),
+    "teacher ODE - medium": ("teacher-medium-ode-gpu", "rosecd-medium", FIVE),
+    "teacher ODE - teacher ODE end": ("teacher-medium-ode-gpu", "teacher-medium-ode-end-gpu", FOUR),
+    "teacher PC - teacher ODE": ("teacher-medium-pc-gpu", "teacher-medium-ode-gpu", FOUR),
+    "teacher ODE, GPU - CPU": ("teacher-medium-ode-gpu", "teacher-medium-ode-cpu", LOW_AND_0_10),
     "low-SNR teacher - teacher, PC": ("teacher-lowsnr-pc-gpu", "teacher-medium-pc-gpu", LOW_AND_OOD),
     "low-SNR teacher - teacher, ODE end": ("teacher-lowsnr-ode-end-gpu", "teacher-medium-ode-end-gpu", LOW_AND_OOD),
     "low-SNR teacher PC - noisy": ("teacher-lowsnr-pc-gpu", "noisy", LOW_AND_OOD),
