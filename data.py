@@ -14,6 +14,7 @@ no loader processes. The training scripts turn them into spectrograms there.
 A batch is a pure function of the generator it is given: the training loop seeds one per
 (seed, update, rank), so a resumed run sees exactly the data an uninterrupted one sees.
 """
+import csv
 import functools
 import math
 import sys
@@ -370,13 +371,15 @@ class MixBatches:
     def __call__(self, batch, generator):
         k = torch.randint(len(self.speech), (batch,), generator=generator, device=self.device)  # utterance and speed
         clean = self.speech.random_crop(k, self.n, generator)
-        clean, noisy = normalise_batch(clean, self.mix(clean, k % self.utterances, generator))
+        noisy, _, _ = self.mix(clean, k % self.utterances, generator)
+        clean, noisy = normalise_batch(clean, noisy)
         gain = 10 ** (uniform((batch, 1), -self.gain_db, 0.0, generator, self.device) / 20)
         return clean * gain, noisy * gain
 
     def mix(self, clean, utterance, generator):
-        """noisy [B, n] for clean [B, n] of the speech utterances `utterance` [B] (left out of their own
-        babble): each mixed with noise of a random type at a random SNR."""
+        """(noisy [B, n], noise type [B], SNR in dB [B]) for clean [B, n] of the speech utterances `utterance`
+        [B] (left out of their own babble): each mixed with noise of a random type (an index into self.types)
+        at a random SNR."""
         (B, n), dev, g = clean.shape, self.device, generator
         # babble: 6 other talkers (any speed) at their own levels, the first 3 to 6 of them kept
         U, speeds = self.utterances, len(self.speech) // self.utterances
@@ -403,7 +406,7 @@ class MixBatches:
         snr = uniform((B, 1), *self.snr_range, g, dev)
         p_clean, p_noise = clean.pow(2).mean(-1, keepdim=True), noise.pow(2).mean(-1, keepdim=True) + 1e-12
         p_ref = torch.where(p_clean > 1e-10, p_clean, 1e-4)  # a silent crop still gets audible noise
-        return clean + noise * torch.sqrt(p_ref / (p_noise * 10 ** (snr / 10)))
+        return clean + noise * torch.sqrt(p_ref / (p_noise * 10 ** (snr / 10))), kind, snr[:, 0]
 
 
 def mixture_pairs(speech=DEMO / "speech_test", noise=DEMO / "noise", snr_range=(-10.0, -5.0), seed=1234, limit=None):
@@ -423,19 +426,25 @@ def mixture_pairs(speech=DEMO / "speech_test", noise=DEMO / "noise", snr_range=(
     return out
 
 
-def indomain_pairs(speech=DEMO / "speech_test", noise=None, snr_range=(0.0, 10.0), seed=1234):
-    """An in-domain test set: whole held-out utterances [(name, clean, noisy), ...], each mixed with one of
-    the training noise types of MixBatches (babble of the other held-out utterances, coloured, modulated
-    coloured, and with noise folders a recording of theirs) at a random SNR in snr_range. The default
-    is demo/indomain_noisy (made by write_mixtures); `python data.py testset` writes others."""
+def indomain_mixtures(speech=DEMO / "speech_test", noise=None, snr_range=(0.0, 10.0), seed=1234):
+    """An in-domain test set: whole held-out utterances [(name, clean, noisy, noise type, SNR in dB), ...],
+    each mixed with one of the training noise types of MixBatches (babble of the other held-out utterances,
+    coloured, modulated coloured, and with noise folders a recording of theirs: "file") at a random SNR in
+    snr_range. The default is demo/indomain_noisy (made by write_mixtures); `python data.py testset` writes
+    others."""
     mix = MixBatches(speech, noise, snr_range=snr_range, speeds=(1.0,), gain_db=0.0)
     generator = torch.Generator().manual_seed(seed)
     out = []
     for u, path in enumerate(audio_files(speech)):
         clean = mix.speech.crop(torch.tensor([u]), int(mix.speech.lengths[u]), torch.zeros(1, dtype=torch.long))
-        noisy = mix.mix(clean, torch.tensor([u]), generator)
-        out.append((path.stem, clean[0].numpy(), noisy[0].numpy()))
+        noisy, kind, snr = mix.mix(clean, torch.tensor([u]), generator)
+        out.append((path.stem, clean[0].numpy(), noisy[0].numpy(), mix.types[int(kind[0])], float(snr[0])))
     return out
+
+
+def indomain_pairs(speech=DEMO / "speech_test", noise=None, snr_range=(0.0, 10.0), seed=1234):
+    """indomain_mixtures without the noise types and SNRs: [(name, clean, noisy), ...]."""
+    return [mixture[:3] for mixture in indomain_mixtures(speech, noise, snr_range, seed)]
 
 
 def write_mixtures(pairs, folder, with_clean=False):
@@ -493,7 +502,8 @@ def validation_sets(data="", valid="", limit=4):
 def main(argv=None):
     """python data.py testset --speech HELD_OUT --noise NOISE --out DIR: write a held-out test set."""
     import argparse
-    parser = argparse.ArgumentParser(description="Write a held-out in-domain test set (DIR/clean, DIR/noisy): "
+    parser = argparse.ArgumentParser(description="Write a held-out in-domain test set (DIR/clean, DIR/noisy, and "
+                                     "DIR/mixtures.csv: each file's noise type and SNR): "
                                      "each utterance of --speech mixed with one of the training noise types "
                                      "(babble of the other held-out utterances, coloured, modulated coloured, a "
                                      "recording of --noise) at a random SNR, all draws from --seed.",
@@ -524,17 +534,23 @@ def main(argv=None):
             raise DataError(f"--snr {args.snr[0]:g} {args.snr[1]:g}: must be finite numbers of dB")
         if args.snr[0] > args.snr[1]:
             raise DataError(f"--snr {args.snr[0]:g} {args.snr[1]:g}: the low end is above the high end")
-        pairs = indomain_pairs(args.speech, args.noise or None, tuple(args.snr), args.seed)
-        peak = max(float(np.abs(noisy).max()) for _, _, noisy in pairs)
+        mixtures = indomain_mixtures(args.speech, args.noise or None, tuple(args.snr), args.seed)
+        peak = max(float(np.abs(noisy).max()) for _, _, noisy, _, _ in mixtures)
+        pairs = [mixture[:3] for mixture in mixtures]
         if peak >= 0.99:  # one gain for the whole set keeps its levels comparable and 16 bits unclipped
             pairs = [(name, clean * 0.9 / peak, noisy * 0.9 / peak) for name, clean, noisy in pairs]
         try:
             write_mixtures(pairs, args.out, with_clean=True)
+            with open(Path(args.out) / "mixtures.csv", "w", newline="") as f:  # what each file was mixed with
+                table = csv.writer(f)
+                table.writerow(["file", "noise", "snr_db"])
+                table.writerows((name, kind, f"{snr:.2f}") for name, _, _, kind, snr in mixtures)
         except OSError as e:  # a file on the path of --out, no permission, a full disk
             raise DataError(f"--out {args.out}: cannot write there ({e.strerror or type(e).__name__})")
     except DataError as e:
         sys.exit(f"error: {e}")
-    print(f"{len(pairs)} pairs written to {args.out}/clean and {args.out}/noisy")
+    print(f"{len(pairs)} pairs written to {args.out}/clean and {args.out}/noisy, their noise types and SNRs to "
+          f"{args.out}/mixtures.csv")
 
 
 if __name__ == "__main__":

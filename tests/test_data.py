@@ -157,6 +157,31 @@ def test_mix_batches_are_a_function_of_the_generator_and_respect_the_snr_range()
     assert snrs.min() > -0.01 and snrs.max() < 10.01 and snrs.max() - snrs.min() > 3
 
 
+def test_mix_reports_each_items_noise_type_and_snr():
+    """MixBatches.mix's draws, which `data.py testset` writes to mixtures.csv: the SNR is that of the mixture, and
+    an item called "file" carries a crop of one of the noise recordings, which no other item does."""
+    mix = data.MixBatches(data.DEMO / "speech_train", data.DEMO / "noise", num_frames=64, snr_range=(-5.0, 5.0),
+                          speeds=(1.0,))
+    g = torch.Generator().manual_seed(3)
+    utterance = torch.randint(mix.utterances, (32,), generator=g)
+    clean = mix.speech.random_crop(utterance, mix.n, g)
+    noisy, kind, snr = mix.mix(clean, utterance, g)
+    assert kind.shape == snr.shape == (32,) and set(kind.tolist()) == {0, 1, 2, 3}  # every type drawn
+    noise = (noisy - clean).numpy()
+    measured = 10 * np.log10(clean.pow(2).mean(-1).numpy() / (noise ** 2).mean(-1))
+    np.testing.assert_allclose(measured, snr.numpy(), atol=1e-3)
+    recordings = [np.tile(r, 2)[:len(r) + mix.n] for r in map(data.load_audio, data.audio_files(data.DEMO / "noise"))]
+    for n, k in zip(noise, kind.tolist()):  # the best normalised match of n against every window of a (looped) recording
+        best = 0.0
+        for r in recordings:
+            L = 2 ** int(np.ceil(np.log2(len(r) + mix.n)))  # no wrap-around in the circular correlation
+            dots = np.fft.irfft(np.fft.rfft(r, L) * np.conj(np.fft.rfft(n, L)), L)[:len(r) - mix.n + 1]
+            total = np.concatenate([[0.0], np.cumsum(r.astype(np.float64) ** 2)])
+            energy = total[mix.n:] - total[:-mix.n]  # of every window of n samples
+            best = max(best, float((dots / np.sqrt(energy * (n ** 2).sum() + 1e-20)).max()))
+        assert (best > 0.999) == (mix.types[k] == "file"), (mix.types[k], best)
+
+
 def test_make_batches_mixes_speech_at_the_snr_range_it_is_given():  # teacher.py / distill.py --snr-low, --snr-high
     mix = data.make_batches(speech=str(data.DEMO / "speech_train"), num_frames=128, snr_range=(-10.0, -8.0))
     assert data.make_batches(speech=str(data.DEMO / "speech_train")).snr_range == data.TRAIN_SNR == (-5.0, 20.0)
@@ -231,11 +256,16 @@ def test_testset_command_writes_pairs_from_folders_searched_recursively(tmp_path
     data.main(args + ["--out", str(tmp_path / "b")])
     pairs = data.find_pairs(tmp_path / "a", "test")
     assert len(pairs) == 3 and [c.parent.name for c, _ in pairs] == ["clean"] * 3
+    lines = (tmp_path / "a" / "mixtures.csv").read_text().splitlines()  # each file's noise type and SNR
+    listed = {line.split(",")[0]: line.split(",")[1:] for line in lines[1:]}
+    assert lines[0] == "file,noise,snr_db" and len(lines) == 4 and sorted(listed) == [c.stem for c, _ in pairs]
     for clean, noisy in pairs:
         c, y = data.load_audio(clean), data.load_audio(noisy)
         assert len(c) == len(y) and 0 < np.abs(y).max() < 1 and not np.allclose(c, y)
         snr = 10 * np.log10(np.mean(c ** 2) / np.mean((y - c) ** 2))
         assert -0.5 < snr < 5.5, snr  # within --snr, up to the 16-bit rounding
+        noise, listed_snr = listed[clean.stem]
+        assert noise in ("babble", "coloured", "modulated", "file") and abs(float(listed_snr) - snr) < 0.05
         assert np.array_equal(y, data.load_audio(tmp_path / "b" / "noisy" / noisy.name))  # the seed fixes every draw
     with pytest.raises(SystemExit, match="exists"):
         data.main(args + ["--out", str(tmp_path / "a")])
