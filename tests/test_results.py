@@ -2,6 +2,7 @@
 the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), and
 section 1.2's profiled rates against the profiles (results/profile/*.json): a table edited by hand, or scores
 replaced without the table, fails here."""
+import csv
 import json
 from pathlib import Path
 
@@ -114,3 +115,25 @@ def test_the_profiled_rates_are_what_the_committed_profiles_say():
                                     f"{p['gpu_busy_percent']:.0f} %"), label
         assert first == f"{p['first_update_s']:.0f} s", label
         assert peak == "not recorded" or peak == f"{p['peak_memory_gib']:.1f} GiB", label
+
+
+def test_the_noise_type_table_is_what_the_scores_and_mixtures_give():
+    """RESULTS.md 7.7: the mean gains of each noise type of the held-out LibriSpeech sets, recomputed from the
+    per-file scores and the sets' mixtures.csv (data.py testset)."""
+    text = (ROOT / "RESULTS.md").read_text()
+    section = text[text.index("### 7.7"):text.index("\n## 8.")]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| libri_test")]
+    assert len(rows) == 8
+    for label, noise, files, snr, noisy_pesq, *gains in rows:
+        folder = SCORES / ALL_SETS[label]
+        with open(folder / "mixtures.csv", newline="") as f:
+            mixtures = [row for row in csv.DictReader(f) if row["noise"] == noise]
+        names, snrs = [row["file"] for row in mixtures], [float(row["snr_db"]) for row in mixtures]
+        noisy = evaluate.read_scores(folder / "noisy")
+        assert files == str(len(names)) and snr == f"{sum(snrs) / len(snrs):.1f}"
+        assert noisy_pesq == f"{sum(noisy[n]['pesq'] for n in names) / len(names):.2f}"
+        for model, cell in zip(("teacher-medium-pc-gpu", "rosecd-medium", "teacher-medium-ode-gpu"), gains):
+            scores = evaluate.read_scores(folder / model)
+            gain = {m: sum(scores[n][m] - noisy[n][m] for n in names) / len(names) for m in ("pesq", "si_sdr")}
+            assert cell == f"{gain['pesq']:+.2f} / {gain['si_sdr']:+.1f}", (label, noise, model)
