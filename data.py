@@ -364,7 +364,7 @@ class MixBatches:
             raise DataError(f"{speech}: one speech file; mixing needs at least 2 (babble is made of the others)")
         self.speech = AudioBank(wavs, device)  # entry s * U + u: utterance u at speed s
         self.noise = AudioBank([load_audio(p) for p in audio_files(noise)], device) if noise else None
-        self.types = ["babble", "coloured", "modulated"] + (["file"] if noise else [])
+        self.types = ["babble", "coloured", "modulated"] + (["recording"] if noise else [])
         self.n, self.snr_range, self.gain_db = crop_samples(num_frames), snr_range, gain_db
         self.device = torch.device(device)
 
@@ -429,9 +429,9 @@ def mixture_pairs(speech=DEMO / "speech_test", noise=DEMO / "noise", snr_range=(
 def indomain_mixtures(speech=DEMO / "speech_test", noise=None, snr_range=(0.0, 10.0), seed=1234):
     """An in-domain test set: whole held-out utterances [(name, clean, noisy, noise type, SNR in dB), ...],
     each mixed with one of the training noise types of MixBatches (babble of the other held-out utterances,
-    coloured, modulated coloured, and with noise folders a recording of theirs: "file") at a random SNR in
-    snr_range. The default is demo/indomain_noisy (made by write_mixtures); `python data.py testset` writes
-    others."""
+    coloured, modulated coloured, and with noise folders a crop of one of their recordings) at a random SNR in
+    snr_range; the types are named as in MixBatches.types. The default is demo/indomain_noisy (made by
+    write_mixtures); `python data.py testset` writes others."""
     mix = MixBatches(speech, noise, snr_range=snr_range, speeds=(1.0,), gain_db=0.0)
     generator = torch.Generator().manual_seed(seed)
     out = []

@@ -145,7 +145,7 @@ def test_pair_batches_normalise_by_the_noisy_peak_and_crop_both_sides_alike():
 def test_mix_batches_are_a_function_of_the_generator_and_respect_the_snr_range():
     mix = data.MixBatches(data.DEMO / "speech_train", data.DEMO / "noise", num_frames=128, snr_range=(0.0, 10.0),
                           gain_db=0.0)
-    assert mix.types == ["babble", "coloured", "modulated", "file"]
+    assert mix.types == ["babble", "coloured", "modulated", "recording"]
     a, b = mix(24, torch.Generator().manual_seed(5)), mix(24, torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(mix(24, torch.Generator().manual_seed(6))[1], a[1])
@@ -159,7 +159,7 @@ def test_mix_batches_are_a_function_of_the_generator_and_respect_the_snr_range()
 
 def test_mix_reports_each_items_noise_type_and_snr():
     """MixBatches.mix's draws, which `data.py testset` writes to mixtures.csv: the SNR is that of the mixture, and
-    an item called "file" carries a crop of one of the noise recordings, which no other item does."""
+    an item called "recording" carries a crop of one of the noise recordings, which no other item does."""
     mix = data.MixBatches(data.DEMO / "speech_train", data.DEMO / "noise", num_frames=64, snr_range=(-5.0, 5.0),
                           speeds=(1.0,))
     g = torch.Generator().manual_seed(3)
@@ -179,7 +179,7 @@ def test_mix_reports_each_items_noise_type_and_snr():
             total = np.concatenate([[0.0], np.cumsum(r.astype(np.float64) ** 2)])
             energy = total[mix.n:] - total[:-mix.n]  # of every window of n samples
             best = max(best, float((dots / np.sqrt(energy * (n ** 2).sum() + 1e-20)).max()))
-        assert (best > 0.999) == (mix.types[k] == "file"), (mix.types[k], best)
+        assert (best > 0.999) == (mix.types[k] == "recording"), (mix.types[k], best)
 
 
 def test_make_batches_mixes_speech_at_the_snr_range_it_is_given():  # teacher.py / distill.py --snr-low, --snr-high
@@ -265,7 +265,7 @@ def test_testset_command_writes_pairs_from_folders_searched_recursively(tmp_path
         snr = 10 * np.log10(np.mean(c ** 2) / np.mean((y - c) ** 2))
         assert -0.5 < snr < 5.5, snr  # within --snr, up to the 16-bit rounding
         noise, listed_snr = listed[clean.stem]
-        assert noise in ("babble", "coloured", "modulated", "file") and abs(float(listed_snr) - snr) < 0.05
+        assert noise in ("babble", "coloured", "modulated", "recording") and abs(float(listed_snr) - snr) < 0.05
         assert np.array_equal(y, data.load_audio(tmp_path / "b" / "noisy" / noisy.name))  # the seed fixes every draw
     with pytest.raises(SystemExit, match="exists"):
         data.main(args + ["--out", str(tmp_path / "a")])
