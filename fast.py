@@ -2,9 +2,11 @@
 
 optimise is what enhance.py's --compile and --cuda-graph, and the --compile of teacher.py and distill.py,
 call: the memory format of the device's fastest convolutions, cuDNN's algorithm search, torch.compile, and
-CUDA graphs through GraphedNet. None of it changes the method; a reader can skip this file. The benchmarks
+CUDA graphs through GraphedNet; on a CPU also keep_freed_memory, the C library's allocator told to reuse memory. None of it changes the method; a reader can skip this file. The benchmarks
 that measured these paths are speed.py's (RESULTS.md sections 3 and 5).
 """
+import ctypes
+
 import torch
 
 from model import GroupNorm
@@ -13,7 +15,8 @@ from model import GroupNorm
 def optimise(D, device, compiled=False, graph_shape=None, compile_mode=None):
     """D, changed in place for fast inference on `device`, with the same output up to float rounding.
     On a CPU: channels-last memory format (NHWC; NCSNpp converts its input to match), the layout of oneDNN's
-    fastest convolutions: 1.4 x faster for the small preset on a 2-core AVX-512 CPU. On a GPU the network
+    fastest convolutions: 1.4 x faster for the small preset on a 2-core AVX-512 CPU; and keep_freed_memory,
+    for the whole process. On a GPU the network
     stays NCHW, 1.5 x faster there than channels-last in eager mode (RESULTS.md 5), and cuDNN times its
     convolution algorithms on the first call of each shape and keeps the fastest (cudnn.benchmark).
     compiled: the U-Net compiled by torch.compile (the first call of each input shape compiles, for a minute
@@ -27,6 +30,7 @@ def optimise(D, device, compiled=False, graph_shape=None, compile_mode=None):
         torch.backends.cudnn.benchmark = True
     else:
         D.to(memory_format=torch.channels_last)
+        keep_freed_memory()
     if compiled:
         if gpu:
             for m in D.net.modules():
@@ -36,6 +40,22 @@ def optimise(D, device, compiled=False, graph_shape=None, compile_mode=None):
     if graph_shape is not None and gpu:
         D.net = GraphedNet(D.net, graph_shape)
     return D
+
+
+def keep_freed_memory():
+    """Linux with glibc: the process keeps the memory it frees for its next allocations, instead of handing it
+    back to the system: no block is mapped on its own (glibc maps each one above 128 kB to 32 MB, and unmaps it
+    when it is freed) and the heap is not trimmed below 2 GB. On a CPU every layer's output is a new tensor of up
+    to tens of MB; mapped afresh, it costs a page fault for every 4 kB the layer writes: for the medium student's
+    4-s chunk on two cores about 90,000 faults and 0.2 to 0.4 s of kernel time a call (RESULTS.md 5). The
+    process then holds its peak memory until it ends. Returns whether the C library took both settings
+    (elsewhere nothing changes)."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc: macOS, Windows, musl
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h
+    return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1
 
 
 class GraphedNet(torch.nn.Module):
