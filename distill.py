@@ -25,7 +25,7 @@ import torch
 import data
 from data import DataError, crop_samples, spec_to_wav, wav_to_spec
 from evaluate import score, write_atomic
-from fast import optimise
+from fast import keep_freed_memory, optimise
 from model import Denoiser, load_model
 from sde import bcast, heun_step, randn_like, time_grid
 from teacher import (TrainConfig, fit, option, parse_config, preflight, set_determinism, setup_distributed, validate,
@@ -233,6 +233,8 @@ def distill(cfg):
     # read by every process before any work, so that a bad file fails at the start (only rank 0 validates)
     sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if cfg.valid_files else {}
     rank, world, device = setup_distributed(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # the allocator reuses what the process frees: no page faults for every new tensor
     set_determinism(cfg)
     student, loss_fn = student_and_loss(cfg, teacher.to(device), sde, device, pesq_loss)
     return fit(cfg, "student", student, loss_fn, validator(teacher, sde, sets, cfg), sde, rank, world, device,

@@ -2,8 +2,9 @@
 
 optimise is what enhance.py's --compile and --cuda-graph, and the --compile of teacher.py and distill.py,
 call: the memory format of the device's fastest convolutions, cuDNN's algorithm search, torch.compile, and
-CUDA graphs through GraphedNet; on a CPU also keep_freed_memory, the C library's allocator told to reuse memory. None of it changes the method; a reader can skip this file. The benchmarks
-that measured these paths are speed.py's (RESULTS.md sections 3 and 5).
+CUDA graphs through GraphedNet; on a CPU also keep_freed_memory, the C library's allocator told to reuse memory
+(teacher.py and distill.py call it too for a run on a CPU). None of it changes the method; a reader can skip
+this file. The benchmarks that measured these paths are speed.py's (RESULTS.md sections 3 and 5).
 """
 import ctypes
 

@@ -41,7 +41,7 @@ import data
 from data import TRAIN_SNR, DataError, check_seed, wav_to_spec
 from enhance import enhance_wav, pick_device
 from evaluate import require, score
-from fast import optimise
+from fast import keep_freed_memory, optimise
 from model import (PART_BYTES, PRESETS, Denoiser, export_checkpoint, load_checkpoint, pack_checkpoint,
                    save_checkpoint, unpack_checkpoint)
 from sde import SDE, bcast, randn_like
@@ -554,6 +554,8 @@ def train(cfg):
     # read by every process before any work, so that a bad file fails at the start (only rank 0 validates)
     sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if cfg.valid_files else {}
     rank, world, device = setup_distributed(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # the allocator reuses what the process frees: no page faults for every new tensor
     set_determinism(cfg)
     model, sde, loss_fn = network_and_loss(cfg, device)
 
