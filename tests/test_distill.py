@@ -127,6 +127,13 @@ def test_student_and_target_start_from_the_teacher_ema(tiny_teacher, tmp_path):
         assert torch.equal(s["raw"][name], w) and torch.equal(s["ema"][name], w)
 
 
+def test_a_run_on_a_cpu_keeps_freed_memory(tiny_teacher, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(distill, "keep_freed_memory", lambda: calls.append(1))
+    distill.distill(distill.Config(teacher=str(tiny_teacher), steps=1, out=str(tmp_path), **FAST))
+    assert calls == [1]
+
+
 def test_resume_continues_bit_identically(tiny_teacher, tmp_path):
     common = dict(FAST, teacher=str(tiny_teacher), deterministic=True)
     distill.distill(distill.Config(steps=4, out=str(tmp_path / "a"), **common))

@@ -286,6 +286,14 @@ def test_cuda_graphs_compile_for_replay_and_mark_each_micro_batch(tmp_path, monk
     assert not (tmp_path / "refused").exists()
 
 
+def test_a_run_on_a_cpu_keeps_freed_memory(tmp_path, monkeypatch):
+    """teacher.py (and distill.py, below) tell the allocator to reuse freed memory on a CPU (fast.keep_freed_memory)."""
+    calls = []
+    monkeypatch.setattr(teacher, "keep_freed_memory", lambda: calls.append(1))
+    train(Config(**FAST, steps=1, out=str(tmp_path)))
+    assert calls == [1]
+
+
 def test_max_minutes_stops_early_with_a_checkpoint(tmp_path):
     train(Config(**FAST, steps=10_000, max_minutes=1e-4, out=str(tmp_path)))  # 6 ms: stops after the first update
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
