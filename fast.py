@@ -45,12 +45,13 @@ def optimise(D, device, compiled=False, graph_shape=None, compile_mode=None):
 
 def keep_freed_memory():
     """Linux with glibc: the process keeps the memory it frees for its next allocations, instead of handing it
-    back to the system: no block is mapped on its own (glibc maps each one above 128 kB to 32 MB, and unmaps it
-    when it is freed) and the heap is not trimmed below 2 GB. On a CPU every layer's output is a new tensor of up
-    to tens of MB; mapped afresh, it costs a page fault for every 4 kB the layer writes: for the medium student's
-    4-s chunk on two cores about 90,000 faults and 0.2 to 0.4 s of kernel time a call (RESULTS.md 5). The
-    process then holds its peak memory until it ends. Returns whether the C library took both settings
-    (elsewhere nothing changes)."""
+    back to the system. By default glibc maps every block above a threshold (128 kB, rising to at most 32 MB)
+    on its own and unmaps it when it is freed, and returns free memory at the top of its heap; here no block is
+    mapped on its own, and the heap gives back only what exceeds 2 GB. On a CPU every layer's output is a new
+    tensor of up to tens of MB; mapped afresh, it costs a page fault for every 4 kB the layer writes: for the
+    medium student's 4-s chunk on two cores 68,000 to 133,000 faults and 0.2 to 0.4 s of kernel time a call
+    (RESULTS.md 5). The process then holds its peak memory until it ends. Returns whether the C library took
+    both settings (elsewhere nothing changes)."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc: macOS, Windows, musl
