@@ -35,7 +35,8 @@ one() {  # one NAME GPU TRAJECTORY SISDR_WEIGHT MRSTFT_WEIGHT
       --log-every ${LOG:-50} --device $DEV $resume ${EXTRA} >> $R/$n.txt 2>&1
     rc=$?; echo "$(date +%s) $n rc $rc" >> $R/stage
     grep -q '"event": "end"' $R/$n/log.jsonl 2>/dev/null && break
-    compile=--no-compile; [ -f $R/$n/checkpoint.pt ] && resume=--resume
+    compile=--no-compile; EXTRA=${EXTRA//--cuda-graphs/}  # graphs replay compiled U-Nets only
+    [ -f $R/$n/checkpoint.pt ] && resume=--resume
   done
 }
 STUDENTS="rosecd:0:randomized:5e-5:2e-4 det-noaux:0:deterministic:0:0"
