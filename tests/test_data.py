@@ -171,7 +171,7 @@ def test_mix_reports_each_items_noise_type_and_snr():
     measured = 10 * np.log10(clean.pow(2).mean(-1).numpy() / (noise ** 2).mean(-1))
     np.testing.assert_allclose(measured, snr.numpy(), atol=1e-3)
     recordings = [np.tile(r, 2)[:len(r) + mix.n] for r in map(data.load_audio, data.audio_files(data.DEMO / "noise"))]
-    for n, k in zip(noise, kind.tolist()):  # the best normalised match of n against every window of a (looped) recording
+    for n, k in zip(noise, kind.tolist()):  # n's best normalised match with any window of a (looped) recording
         best = 0.0
         for r in recordings:
             L = 2 ** int(np.ceil(np.log2(len(r) + mix.n)))  # no wrap-around in the circular correlation

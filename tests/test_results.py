@@ -85,11 +85,14 @@ def test_each_comparison_row_is_what_the_committed_scores_give(header, cells):
 
 
 PROFILES = ROOT / "results" / "profile"
-PROFILE_ROWS = {  # RESULTS.md 1.2's tables of the distillation step -> (preset, batch, graphs, the profile speed.py wrote)
+# RESULTS.md 1.2's tables of the distillation step: (preset, row) -> (batch, CUDA graphs, the profile speed.py wrote)
+PROFILE_ROWS = {
     ("reference", "batch 14, `--compile --cuda-graphs` (above)"): (14, True, "distill-reference-compiled-graphs.json"),
-    ("reference", "batch 14, `--compile --channels-last`"): (14, False, "distill-reference-compiled-channels-last.json"),
+    ("reference", "batch 14, `--compile --channels-last`"):
+        (14, False, "distill-reference-compiled-channels-last.json"),
     ("reference", "batch 28, `--compile --cuda-graphs`"): (28, True, "distill-reference-compiled-graphs-b28.json"),
-    ("reference", "batch 14, `--compile --cuda-graphs`, again"): (14, True, "distill-reference-compiled-graphs-again.json"),
+    ("reference", "batch 14, `--compile --cuda-graphs`, again"):
+        (14, True, "distill-reference-compiled-graphs-again.json"),
     ("medium", "batch 16, `--compile`"): (16, False, "distill-medium-compiled.json"),
     ("medium", "batch 16, `--compile --cuda-graphs`"): (16, True, "distill-medium-compiled-graphs.json"),
     ("medium", "batch 32, `--compile --cuda-graphs`"): (32, True, "distill-medium-compiled-graphs-b32.json"),

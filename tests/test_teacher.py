@@ -287,7 +287,7 @@ def test_cuda_graphs_compile_for_replay_and_mark_each_micro_batch(tmp_path, monk
 
 
 def test_a_run_on_a_cpu_keeps_freed_memory(tmp_path, monkeypatch):
-    """A run on a CPU tells the allocator to reuse freed memory (fast.keep_freed_memory; test_distill: distill.py too)."""
+    """A run on a CPU tells the allocator to reuse freed memory (fast.keep_freed_memory; distill.py: test_distill)."""
     calls = []
     monkeypatch.setattr(teacher, "keep_freed_memory", lambda: calls.append(1))
     train(Config(**FAST, steps=1, out=str(tmp_path)))
