@@ -206,7 +206,8 @@ def write_audio(path, wav, rate):
 def enhance_file(D, sde, src, dst, steps=1, seed=0, out_rate="input", overwrite=False, mode="fp32", batch=1,
                  sampler="pc"):
     """Enhance the file src into dst, the network calls in precision `mode`, `batch` chunks per call, a teacher
-    with `steps` > 1 by its `sampler` ("pc" or "ode", see enhance_wav). Returns (seconds of audio, network calls, [warnings])."""
+    with `steps` > 1 by its `sampler` ("pc" or "ode", see enhance_wav).
+    Returns (seconds of audio, network calls, [warnings])."""
     if not src.is_file():
         raise DataError(f"{src}: no such file")
     if dst.suffix.lower() not in FORMATS:

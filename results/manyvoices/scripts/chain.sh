@@ -1,24 +1,16 @@
 # chain.sh (issues 20 and 22, one H200, 2026-12-01 seventh session): one job after another on the one GPU, so
 # that no timing is disturbed.
 # 1. the teacher export's probability-flow ODE through enhance.py's own --sampler ode (fp32, GPU) on the five sets,
-#    scored on the machine's CPU into $R/scores/teacher-medium-ode-gpu/SET;
+#    scored on the machine's CPU into $R/scores/teacher-medium-ode-gpu/SET (score.sh; the audio kept out of $R);
 # 2. issue 22's profiles named in PROFILES (prof.sh = results/profile/scripts/one_gpu.sh), into $R/profiles.
+# (The lease of that session ran the same enhance.py and evaluate.py commands written out here; score.sh holds them now.)
 # Started by: START=1 SCRIPT=chain.sh PROFILES="student-medium-compiled ..." bash .carry/watch.sh (after setup, stage).
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
-D=/tmp/data R=/tmp/runs; mkdir -p $R; cd /tmp/repo
-n=teacher-medium-ode-gpu ck=/tmp/state/teacher-medium.pt
-for s in libri:$D/valid/libri_test/noisy:$D/valid/libri_test/clean libri_low:$D/valid/libri_low/noisy:$D/valid/libri_low/clean \
-         ood:/tmp/repo/demo/ood_noisy:/tmp/repo/demo/speech_test ood_high:$D/valid/ood_high/noisy:$D/valid/ood_high/clean \
-         p287:/tmp/repo/demo/vbdmd/noisy:/tmp/repo/demo/vbdmd/clean; do
-  IFS=: read set noisy clean <<< "$s"
-  echo "$(date +%s) $n $set start" >> $R/stage
-  python3 enhance.py $noisy -o /tmp/enh/$n/$set --checkpoint $ck --sampler ode --device cuda --precision fp32 \
-    --overwrite > $R/enh-$set.txt 2>&1
-  echo "$(date +%s) $n $set enhanced rc $?" >> $R/stage
-  python3 evaluate.py --clean $clean --noisy $noisy --enhanced /tmp/enh/$n/$set --out $R/scores/$n/$set --overwrite \
-    > $R/eval-$set.txt 2>&1
-  echo "$(date +%s) $n $set scored rc $?" >> $R/stage
-done
+R=/tmp/runs; mkdir -p $R
+echo "$(date +%s) teacher-medium-ode-gpu start" >> $R/stage
+SETS="libri libri_low ood ood_high p287" ENH=/tmp/enh ENHANCE_EXTRA="--sampler ode --precision fp32" \
+  bash /tmp/score.sh teacher-medium-ode-gpu /tmp/state/teacher-medium.pt > $R/ode.txt 2>&1
+echo "$(date +%s) teacher-medium-ode-gpu scored rc $?" >> $R/stage
 cp /tmp/prof.sh /tmp/prof-chain.sh
 for p in $PROFILES; do
   ONLY=$p RES=$R/profiles bash /tmp/prof-chain.sh >> $R/prof.txt 2>&1
