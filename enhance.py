@@ -43,7 +43,7 @@ from fast import optimise
 from model import NUM_FREQS, crop_spec, load_model, pad_spec
 from sde import ode_sample, pc_sample
 
-# the many-voices medium student (RESULTS.md 7.4); its training noise is for research use only: checkpoints/README.md
+# the many-voices medium student (RESULTS.md 7.8); its training noise is for research use only: checkpoints/README.md
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "rosecd-medium.pt"
 CHUNK_FRAMES = 512    # STFT frames per chunk: 511 * 128 = 65,408 samples = 4.09 s at 16 kHz
 OVERLAP_FRAMES = 64   # frames neighbouring chunks share, cross-faded: 8,192 samples = 0.51 s

@@ -1,6 +1,6 @@
-"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.6) against
-the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), and
-section 1.2's profiled rates against the profiles (results/profile/*.json): a table edited by hand, or scores
+"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.8) against
+the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), section
+8's DNSMOS comparisons against results/dns3_real/NAME/scores.csv, and section 1.2's profiled rates against the profiles (results/profile/*.json): a table edited by hand, or scores
 replaced without the table, fails here."""
 import csv
 import json
@@ -13,16 +13,16 @@ import evaluate
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ROOT / "results" / "manyvoices" / "scores"
 MODELS = {  # the comparison's name in RESULTS.md -> (model A, model B), folders under SCORES/SET/
-    "medium - noisy": ("rosecd-medium", "noisy"),
-    "medium - small": ("rosecd-medium", "rosecd-small"),
-    "randomized - deterministic, with aux": ("rosecd-medium", "det-aux"),
+    "medium - noisy": ("rosecd-medium-5450", "noisy"),
+    "medium - small": ("rosecd-medium-5450", "rosecd-small"),
+    "randomized - deterministic, with aux": ("rosecd-medium-5450", "det-aux"),
     "randomized - deterministic, no aux": ("rand-noaux", "det-noaux"),
-    "low SNR - medium": ("rosecd-lowsnr", "rosecd-medium"),
+    "low SNR - medium": ("rosecd-lowsnr", "rosecd-medium-5450"),
     "low SNR - noisy": ("rosecd-lowsnr", "noisy"),
 }
 SETS = {"libri_test": "libri", "p287": "p287", "out of domain": "ood"}
 SNR_SETS = {"libri_test at -10 to -5 dB": "libri_low", "out of domain at 0 to 10 dB": "ood_high"}  # section 7.5
-TEACHER = {"teacher - noisy": ("teacher-medium", "noisy"), "teacher - medium": ("teacher-medium", "rosecd-medium")}
+TEACHER = {"teacher - noisy": ("teacher-medium", "noisy"), "teacher - medium": ("teacher-medium", "rosecd-medium-5450")}
 SNR_ROWS = ({(m, s) for m in ("medium - noisy", "low SNR - medium") for s in SNR_SETS}
             | {(m, "libri_test at -10 to -5 dB") for m in TEACHER})  # the teacher on four of its files
 FOUR = ("libri_test", "libri_test at -10 to -5 dB", "out of domain at 0 to 10 dB", "out of domain")
@@ -30,12 +30,12 @@ FIVE, LOW_AND_0_10, LOW_AND_OOD = FOUR + ("p287",), FOUR[:2], (FOUR[1], FOUR[3])
 # section 7.6, the teacher's two samplers and its low-SNR stint: comparison -> (model A, model B, the sets of its rows)
 SAMPLERS = {
     "teacher PC - noisy": ("teacher-medium-pc-gpu", "noisy", FOUR),
-    "teacher PC - medium": ("teacher-medium-pc-gpu", "rosecd-medium", FOUR),
-    "teacher ODE end - medium": ("teacher-medium-ode-end-gpu", "rosecd-medium", FOUR),
+    "teacher PC - medium": ("teacher-medium-pc-gpu", "rosecd-medium-5450", FOUR),
+    "teacher ODE end - medium": ("teacher-medium-ode-end-gpu", "rosecd-medium-5450", FOUR),
     "teacher PC - teacher ODE end": ("teacher-medium-pc-gpu", "teacher-medium-ode-end-gpu", FOUR),
     # the ODE as enhance.py --sampler ode ends it, on the GPU on every set, and against its CPU run on four files
     "teacher ODE - noisy": ("teacher-medium-ode-gpu", "noisy", FIVE),
-    "teacher ODE - medium": ("teacher-medium-ode-gpu", "rosecd-medium", FIVE),
+    "teacher ODE - medium": ("teacher-medium-ode-gpu", "rosecd-medium-5450", FIVE),
     "teacher ODE - teacher ODE end": ("teacher-medium-ode-gpu", "teacher-medium-ode-end-gpu", FOUR),
     "teacher PC - teacher ODE": ("teacher-medium-pc-gpu", "teacher-medium-ode-gpu", FOUR),
     "teacher ODE, GPU - CPU": ("teacher-medium-ode-gpu", "teacher-medium-ode-cpu", LOW_AND_0_10),
@@ -44,14 +44,21 @@ SAMPLERS = {
     "low-SNR teacher PC - noisy": ("teacher-lowsnr-pc-gpu", "noisy", LOW_AND_OOD),
 }
 SAMPLER_ROWS = {(m, s) for m, (_, _, sets) in SAMPLERS.items() for s in sets}
-# every name a row of 7.4 to 7.6 may hold
-ALL_MODELS = {**MODELS, **TEACHER, **{m: (a, b) for m, (a, b, _) in SAMPLERS.items()}}
+# section 7.8, ROSE-CD continued from its export of update 5,450 to 13,700
+CONTINUED = {
+    "13,700 - 5,450": ("rosecd-medium-13700", "rosecd-medium-5450", FIVE),
+    "13,700 - noisy": ("rosecd-medium-13700", "noisy", FIVE),
+    "teacher PC - 13,700": ("teacher-medium-pc-gpu", "rosecd-medium-13700", FOUR),
+}
+CONTINUED_ROWS = {(m, s) for m, (_, _, sets) in CONTINUED.items() for s in sets}
+# every name a row of 7.4 to 7.8 may hold
+ALL_MODELS = {**MODELS, **TEACHER, **{m: (a, b) for m, (a, b, _) in {**SAMPLERS, **CONTINUED}.items()}}
 ALL_SETS = {**SETS, **SNR_SETS}
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
 
 
 def section_rows():
-    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 to 7.6's tables."""
+    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 to 7.8's tables."""
     text = (ROOT / "RESULTS.md").read_text()
     section = text[text.index("### 7.4"):text.index("\n## 8.")]
     rows, header = [], None
@@ -66,10 +73,10 @@ def section_rows():
     return rows
 
 
-def test_sections_7_4_to_7_6_hold_every_comparison():
+def test_sections_7_4_to_7_8_hold_every_comparison():
     named = [(cells[0], cells[1]) for _, cells in section_rows()]
     assert len(named) == len(set(named))
-    assert set(named) == {(m, s) for m in MODELS for s in SETS} | SNR_ROWS | SAMPLER_ROWS
+    assert set(named) == {(m, s) for m in MODELS for s in SETS} | SNR_ROWS | SAMPLER_ROWS | CONTINUED_ROWS
 
 
 @pytest.mark.parametrize("header, cells", section_rows())
@@ -124,7 +131,7 @@ def test_the_noise_type_table_is_what_the_scores_and_mixtures_give():
     """RESULTS.md 7.7: the mean gains of each noise type of the held-out LibriSpeech sets, recomputed from the
     per-file scores and the sets' mixtures.csv (data.py testset)."""
     text = (ROOT / "RESULTS.md").read_text()
-    section = text[text.index("### 7.7"):text.index("\n## 8.")]
+    section = text[text.index("### 7.7"):text.index("### 7.8")]
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
             if line.startswith("| libri_test")]
     assert len(rows) == 8
@@ -136,7 +143,50 @@ def test_the_noise_type_table_is_what_the_scores_and_mixtures_give():
         noisy = evaluate.read_scores(folder / "noisy")
         assert files == str(len(names)) and snr == f"{sum(snrs) / len(snrs):.1f}"
         assert noisy_pesq == f"{sum(noisy[n]['pesq'] for n in names) / len(names):.2f}"
-        for model, cell in zip(("teacher-medium-pc-gpu", "rosecd-medium", "teacher-medium-ode-gpu"), gains):
+        assert len(gains) == 4
+        models = ("teacher-medium-pc-gpu", "rosecd-medium-5450", "teacher-medium-ode-gpu", "rosecd-medium-13700")
+        for model, cell in zip(models, gains):
             scores = evaluate.read_scores(folder / model)
             gain = {m: sum(scores[n][m] - noisy[n][m] for n in names) / len(names) for m in ("pesq", "si_sdr")}
             assert cell == f"{gain['pesq']:+.2f} / {gain['si_sdr']:+.1f}", (label, noise, model)
+
+
+DNS = ROOT / "results" / "dns3_real"
+# RESULTS.md 8's paired DNSMOS comparisons: row -> (folder A, folder B) under results/dns3_real/
+DNS_ROWS = {
+    "student - noisy": ("student", "noisy"),
+    "DeepFilterNet3 - noisy": ("deepfilternet3", "noisy"),
+    "student - DeepFilterNet3": ("student", "deepfilternet3"),
+    "teacher - noisy": ("teacher", "noisy"),
+    "student - teacher": ("student", "teacher"),
+    "many-voices teacher - noisy": ("teacher_medium", "noisy"),
+    "many-voices teacher - DeepFilterNet3": ("teacher_medium", "deepfilternet3"),
+    "many-voices teacher - student": ("teacher_medium", "student"),
+    "many-voices student 5,450 - noisy": ("student_medium_5450", "noisy"),
+    "many-voices student 5,450 - student": ("student_medium_5450", "student"),
+    "many-voices student 5,450 - DeepFilterNet3": ("student_medium_5450", "deepfilternet3"),
+    "many-voices student 5,450 - many-voices teacher": ("student_medium_5450", "teacher_medium"),
+    "many-voices student 13,700 - noisy": ("student_medium", "noisy"),
+    "many-voices student 13,700 - 5,450": ("student_medium", "student_medium_5450"),
+    "many-voices student 13,700 - DeepFilterNet3": ("student_medium", "deepfilternet3"),
+    "many-voices student 13,700 - many-voices teacher": ("student_medium", "teacher_medium"),
+}
+
+
+def test_the_dnsmos_comparisons_are_what_the_committed_scores_give():
+    """RESULTS.md 8: every paired DNSMOS row recomputed from results/dns3_real/NAME/scores.csv."""
+    text = (ROOT / "RESULTS.md").read_text()
+    section = text[text.index("## 8."):]
+    section = section[:section.index("\n## ", 1)] if "\n## " in section[1:] else section
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] in DNS_ROWS:
+            rows[cells[0]] = cells[1:]
+    assert rows.keys() == DNS_ROWS.keys()
+    for name, cells in rows.items():
+        a, b = DNS_ROWS[name]
+        diff = evaluate.paired_differences(evaluate.read_scores(DNS / a), evaluate.read_scores(DNS / b))
+        expected = [f"{d['mean']:+.3f} ± {d['sem']:.3f} ({d['wins']}/{d['n']})"
+                    for d in (diff[m] for m in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"))]
+        assert [c.replace("**", "") for c in cells] == expected, name

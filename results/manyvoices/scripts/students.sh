@@ -27,6 +27,7 @@ one() {  # one NAME GPU TRAJECTORY SISDR_WEIGHT MRSTFT_WEIGHT
   elif [ -d /tmp/state/$n ]; then python3 teacher.py unpack /tmp/state/$n $R/$n/checkpoint.pt && resume=--resume; fi
   for try in 1 2; do
     [ $(( (END - $(date +%s)) / 60 )) -lt 2 ] && break  # (0 minutes would mean no limit)
+    case " $EXTRA " in *" --warm-start "*) resume="" ;; esac  # a warm-started run continues without --resume
     echo "$(date +%s) $n start $try $resume $compile" >> $R/stage
     CUDA_VISIBLE_DEVICES=$g python3 distill.py --teacher $TEACHER --speech $SPEECH --noise $NOISE --valid $VALID \
       --out $R/$n --trajectory $t --sisdr-weight $s --mrstft-weight $m --steps 1000000 \
