@@ -49,6 +49,7 @@ CONTINUED = {
     "13,700 - 5,450": ("rosecd-medium-13700", "rosecd-medium-5450", FIVE),
     "13,700 - noisy": ("rosecd-medium-13700", "noisy", FIVE),
     "teacher PC - 13,700": ("teacher-medium-pc-gpu", "rosecd-medium-13700", FOUR),
+    "teacher ODE - 13,700": ("teacher-medium-ode-gpu", "rosecd-medium-13700", FIVE),
 }
 CONTINUED_ROWS = {(m, s) for m, (_, _, sets) in CONTINUED.items() for s in sets}
 # every name a row of 7.4 to 7.8 may hold
