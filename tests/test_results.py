@@ -1,7 +1,7 @@
 """RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.8) against
 the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), section
-8's DNSMOS comparisons against results/dns3_real/NAME/scores.csv, and section 1.2's profiled rates against the profiles (results/profile/*.json): a table edited by hand, or scores
-replaced without the table, fails here."""
+8's DNSMOS comparisons against results/dns3_real/NAME/scores.csv, and section 1.2's profiled rates against the
+profiles (results/profile/*.json): a table edited by hand, or scores replaced without the table, fails here."""
 import csv
 import json
 from pathlib import Path
@@ -22,7 +22,8 @@ MODELS = {  # the comparison's name in RESULTS.md -> (model A, model B), folders
 }
 SETS = {"libri_test": "libri", "p287": "p287", "out of domain": "ood"}
 SNR_SETS = {"libri_test at -10 to -5 dB": "libri_low", "out of domain at 0 to 10 dB": "ood_high"}  # section 7.5
-TEACHER = {"teacher - noisy": ("teacher-medium", "noisy"), "teacher - medium": ("teacher-medium", "rosecd-medium-5450")}
+TEACHER = {"teacher - noisy": ("teacher-medium", "noisy"),
+           "teacher - medium": ("teacher-medium", "rosecd-medium-5450")}
 SNR_ROWS = ({(m, s) for m in ("medium - noisy", "low SNR - medium") for s in SNR_SETS}
             | {(m, "libri_test at -10 to -5 dB") for m in TEACHER})  # the teacher on four of its files
 FOUR = ("libri_test", "libri_test at -10 to -5 dB", "out of domain at 0 to 10 dB", "out of domain")
@@ -177,8 +178,9 @@ DNS_ROWS = {
 def test_the_dnsmos_comparisons_are_what_the_committed_scores_give():
     """RESULTS.md 8: every paired DNSMOS row recomputed from results/dns3_real/NAME/scores.csv."""
     text = (ROOT / "RESULTS.md").read_text()
-    section = text[text.index("## 8."):]
-    section = section[:section.index("\n## ", 1)] if "\n## " in section[1:] else section
+    start = text.index("\n## 8.")
+    end = text.find("\n## ", start + 1)  # the next section, if any
+    section = text[start:end if end > 0 else None]
     rows = {}
     for line in section.splitlines():
         cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
