@@ -319,7 +319,7 @@ def enhance_files(inputs, out, checkpoint=None, steps=None, seed=0, device="auto
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: no such checkpoint; train one with distill.py or pass --checkpoint")
     D, sde, kind = load_model(checkpoint, device)
-    optimise(D, device, compiled, (batch, 4, NUM_FREQS, CHUNK_FRAMES) if cuda_graph else None)
+    optimise(D, device, compiled, (batch, 4, NUM_FREQS, CHUNK_FRAMES) if cuda_graph else None, autotune=False)
     steps = steps or (1 if kind == "student" else 30)
     if kind == "student" and steps > 1:
         raise DataError(f"--steps {steps}: a ROSE-CD student enhances in one step ({checkpoint} is a student); "

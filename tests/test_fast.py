@@ -2,13 +2,14 @@
 the CPU) give the eager output."""
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import enhance
 import fast
 from data import wav_to_spec
 from model import GroupNorm
-from test_enhance import Wide, demo_speech, tiny
+from test_enhance import Wide, demo_speech, tiny, write_checkpoint
 
 
 def test_channels_last_network_gives_the_contiguous_output():
@@ -44,6 +45,24 @@ def test_optimise_for_a_gpu_keeps_nchw_and_compiles_with_per_channel_moments(mon
     cpu.net.compile = lambda **kwargs: modes.append(kwargs)  # the request only: test_compiled_network_... compiles
     fast.optimise(cpu, "cpu", compiled=True, compile_mode="reduce-overhead")  # teacher.py --cuda-graphs
     assert modes == [{"mode": "reduce-overhead"}]
+
+
+def test_enhance_turns_cudnn_autotuning_off(tmp_path, monkeypatch):
+    """enhance.py's inputs change shape with every file length: timing cuDNN's algorithms for each new shape cost
+    more than it saved (RESULTS.md 5), so it asks optimise for no autotuning, which turns cudnn.benchmark off even
+    where an earlier call turned it on."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    fast.optimise(tiny("one"), "cuda", autotune=False)
+    assert not torch.backends.cudnn.benchmark
+    fast.optimise(tiny("one"), "cuda")  # training and speed.py: one shape repeats, autotuned
+    assert torch.backends.cudnn.benchmark
+    calls = []
+    monkeypatch.setattr(enhance, "optimise", lambda D, *args, **kwargs: calls.append(kwargs) or D)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "a.wav", demo_speech(0.5), 16000)
+    student = write_checkpoint(tmp_path / "student.pt", "student", tiny("one"))
+    assert enhance.enhance_files([str(tmp_path / "in")], tmp_path / "out", student, device="cpu") == 0
+    assert calls == [{"autotune": False}]
 
 
 class FakeGraph:

@@ -1,0 +1,29 @@
+# RESULTS.md 5, "End-to-end time": enhance.py on a GPU with cuDNN's autotuning (cudnn.benchmark) on and off, at fp16 x 8
+# chunks a call and at 1 chunk a call, each configuration and set in its own process, two rounds in opposite orders.
+# Usage: bash results/gpu_end_to_end.sh CHECKPOINT NOISY_DIR [NOISY_DIR ...] > results/gpu_end_to_end.txt
+# (run on 2026-12-01 with checkpoints/rosecd-medium.pt on libri_test, made by data.py, and demo/vbdmd/noisy).
+CK=$1; shift
+run() {  # run NAME PRECISION BATCH AUTOTUNE
+  for s in $SETS; do
+    rm -rf /tmp/e2e-out
+    python3 - $4 --checkpoint $CK --precision $2 --batch $3 -o /tmp/e2e-out $s <<'PY' 2>&1 | grep "file(s)" | \
+      sed "s|^|$1 $s: |"
+import sys, torch, enhance
+autotune = sys.argv.pop(1) == "on"
+optimise = enhance.optimise
+def optimise_then_set(*args, **kwargs):  # optimise as enhance.py calls it, then cudnn.benchmark as asked
+    D = optimise(*args, **kwargs)
+    torch.backends.cudnn.benchmark = autotune
+    return D
+enhance.optimise = optimise_then_set
+enhance.main(sys.argv[1:])
+PY
+  done
+}
+SETS="$*"
+for round in 1 2; do
+  if [ $round = 1 ]; then ORDER="a b c d"; else ORDER="d c b a"; fi
+  for o in $ORDER; do case $o in
+    a) run fp16-b8-autotune fp16 8 on ;; b) run fp32-b1-autotune fp32 1 on ;;
+    c) run fp16-b8-no-autotune fp16 8 off ;; d) run fp16-b1-autotune fp16 1 on ;; esac; done
+done
