@@ -15,23 +15,24 @@ from model import GroupNorm
 
 def optimise(D, device, compiled=False, graph_shape=None, compile_mode=None, autotune=True):
     """D, changed in place for fast inference on `device`, with the same output up to float rounding.
+
     On a CPU: channels-last memory format (NHWC; NCSNpp converts its input to match), the layout of oneDNN's
-    fastest convolutions: 1.4 x faster for the small preset on a 2-core AVX-512 CPU; and keep_freed_memory,
-    for the whole process. On a GPU the network
-    stays NCHW, 1.5 x faster there than channels-last in eager mode (RESULTS.md 5), and with autotune cuDNN
-    times its convolution algorithms on the first call of each input shape and keeps the fastest
-    (cudnn.benchmark): worth it where one shape repeats (training crops, speed.py's timed calls), not in
-    enhance.py, whose files of every length bring a new shape almost every call (autotune=False: 3 s instead
-    of 9 to 20 s for 16 files on an H200, RESULTS.md 5).
+    fastest convolutions (1.4 x faster for the small preset on a 2-core AVX-512 CPU), and keep_freed_memory for
+    the whole process.
+    On a GPU: NCHW, 1.5 x faster there than channels-last in eager mode (RESULTS.md 5). autotune: cuDNN times
+    its convolution algorithms on the first call of each input shape and keeps the fastest (cudnn.benchmark, a
+    setting of the whole process). Worth it where one shape repeats (training crops, speed.py's timed calls);
+    enhance.py passes False, its files of every length bringing a new shape almost every call (3 s instead of 9
+    to 20 s for 16 files on an H200, RESULTS.md 5).
     compiled: the U-Net compiled by torch.compile (the first call of each input shape compiles, for a minute
     or more); on a GPU its group norms take per-channel moments first (GroupNorm). compile_mode: torch.compile's
     mode ("reduce-overhead": the compiled U-Net replayed from CUDA graphs that torch records itself, for
-    training: teacher.py --cuda-graphs). graph_shape
-    [B, 4, 256, T], on a GPU only: the U-Net replayed from a CUDA graph for inputs of that shape
+    training: teacher.py --cuda-graphs).
+    graph_shape [B, 4, 256, T], on a GPU only: the U-Net replayed from a CUDA graph for inputs of that shape
     (GraphedNet). The Denoiser's complex preconditioning stays eager."""
     gpu = torch.device(device).type == "cuda"
     if gpu:
-        torch.backends.cudnn.benchmark = autotune  # (a setting of the whole process)
+        torch.backends.cudnn.benchmark = autotune
     else:
         D.to(memory_format=torch.channels_last)
         keep_freed_memory()
