@@ -1,7 +1,8 @@
 # RESULTS.md 5, "End-to-end time": enhance.py on a GPU with cuDNN's autotuning (cudnn.benchmark) on and off, at fp16 x 8
 # chunks a call and at 1 chunk a call, each configuration and set in its own process, two rounds in opposite orders.
-# Usage: bash results/gpu_end_to_end.sh CHECKPOINT NOISY_DIR [NOISY_DIR ...] > results/gpu_end_to_end.txt
-# (run on 2026-12-01 with checkpoints/rosecd-medium.pt on libri_test, made by data.py, and demo/vbdmd/noisy).
+# Usage: bash results/gpu_end_to_end.sh CHECKPOINT NOISY_DIR [NOISY_DIR ...] > OUT.txt
+# (run on 2026-12-01 with checkpoints/rosecd-medium.pt on libri_test's noisy/, written by `python data.py testset`,
+# and on demo/vbdmd/noisy; its output: results/gpu_end_to_end.txt).
 CK=$1; shift
 run() {  # run NAME PRECISION BATCH AUTOTUNE
   for s in $SETS; do
