@@ -9,14 +9,10 @@ run() {  # run NAME PRECISION BATCH AUTOTUNE
     rm -rf /tmp/e2e-out
     python3 - $4 --checkpoint $CK --precision $2 --batch $3 -o /tmp/e2e-out $s <<'PY' 2>&1 | grep "file(s)" | \
       sed "s|^|$1 $s: |"
-import sys, torch, enhance
+import sys, enhance
 autotune = sys.argv.pop(1) == "on"
-optimise = enhance.optimise
-def optimise_then_set(*args, **kwargs):  # optimise as enhance.py calls it, then cudnn.benchmark as asked
-    D = optimise(*args, **kwargs)
-    torch.backends.cudnn.benchmark = autotune
-    return D
-enhance.optimise = optimise_then_set
+optimise = enhance.optimise  # as enhance.py calls it, with cuDNN's autotuning as asked
+enhance.optimise = lambda *args, **kwargs: optimise(*args, **{**kwargs, "autotune": autotune})
 enhance.main(sys.argv[1:])
 PY
   done

@@ -45,31 +45,32 @@ SAMPLERS = {
     "low-SNR teacher PC - noisy": ("teacher-lowsnr-pc-gpu", "noisy", LOW_AND_OOD),
 }
 SAMPLER_ROWS = {(m, s) for m, (_, _, sets) in SAMPLERS.items() for s in sets}
-# section 7.8, ROSE-CD continued from its export of update 5,450 to 13,700
+THREE = ("libri_test", "p287", "out of domain")  # the sets the deterministic + aux export of 5,450 was scored on
 CONTINUED = {
+    # section 7.8, ROSE-CD continued from its export of update 5,450 to 13,700
     "13,700 - 5,450": ("rosecd-medium-13700", "rosecd-medium-5450", FIVE),
     "13,700 - noisy": ("rosecd-medium-13700", "noisy", FIVE),
     "teacher PC - 13,700": ("teacher-medium-pc-gpu", "rosecd-medium-13700", FOUR),
     "teacher ODE - 13,700": ("teacher-medium-ode-gpu", "rosecd-medium-13700", FIVE),
-}
-# section 7.9, the deterministic + aux student continued from its export of update 5,450 to 12,550
-THREE = ("libri_test", "p287", "out of domain")  # the sets its export of 5,450 was scored on
-CONTINUED.update({
+    # section 7.9, the deterministic + aux student continued from its export of update 5,450 to 12,550
     "randomized 13,700 - deterministic 12,550, with aux": ("rosecd-medium-13700", "det-aux-12550", FIVE),
     "deterministic + aux, 12,550 - 5,450": ("det-aux-12550", "det-aux", THREE),
     "deterministic + aux, 12,550 - noisy": ("det-aux-12550", "noisy", FIVE),
-})
-# section 7.10, the ROSE-CD student resumed from its full state of 13,700 to 22,450 updates (not bundled)
-CONTINUED.update({
+    # section 7.10, the ROSE-CD student resumed from its full state of 13,700 to 22,450 updates (not bundled)
     "22,450 - 13,700": ("rosecd-medium-22450", "rosecd-medium-13700", FIVE),
     "22,450 - noisy": ("rosecd-medium-22450", "noisy", FIVE),
     "teacher PC - 22,450": ("teacher-medium-pc-gpu", "rosecd-medium-22450", FOUR),
-})
+}
 CONTINUED_ROWS = {(m, s) for m, (_, _, sets) in CONTINUED.items() for s in sets}
 # every name a row of 7.4 to 7.10 may hold
 ALL_MODELS = {**MODELS, **TEACHER, **{m: (a, b) for m, (a, b, _) in {**SAMPLERS, **CONTINUED}.items()}}
 ALL_SETS = {**SETS, **SNR_SETS}
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
+
+
+def table_cells(line, unbold=False):
+    """The cells of one row of a Markdown table, stripped (and of their ** marks, with unbold)."""
+    return [c.strip().strip("*") if unbold else c.strip() for c in line.strip().strip("|").split("|")]
 
 
 def section_rows():
@@ -78,7 +79,7 @@ def section_rows():
     section = text[text.index("### 7.4"):text.index("\n## 8.")]
     rows, header = [], None
     for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
+        cells = table_cells(line) if line.startswith("|") else None
         if cells and cells[0] == "comparison":
             header = cells
         elif cells and header and cells[0] in ALL_MODELS:
@@ -125,7 +126,7 @@ def test_the_profiled_rates_are_what_the_committed_profiles_say():
     text = (ROOT / "RESULTS.md").read_text()
     rows, preset = {}, None
     for line in text[text.index("### 1.2"):text.index("## 2.")].splitlines():
-        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        cells = table_cells(line, unbold=True)
         if cells[0].endswith("distillation, this tree"):  # a table's header names the preset
             preset = cells[0].split()[0]
         elif (preset, cells[0]) in PROFILE_ROWS:
@@ -147,8 +148,7 @@ def test_the_noise_type_table_is_what_the_scores_and_mixtures_give():
     per-file scores and the sets' mixtures.csv (data.py testset)."""
     text = (ROOT / "RESULTS.md").read_text()
     section = text[text.index("### 7.7"):text.index("### 7.8")]
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
-            if line.startswith("| libri_test")]
+    rows = [table_cells(line) for line in section.splitlines() if line.startswith("| libri_test")]
     assert len(rows) == 8
     for label, noise, files, snr, noisy_pesq, *gains in rows:
         folder = SCORES / ALL_SETS[label]
@@ -196,7 +196,7 @@ def test_the_dnsmos_comparisons_are_what_the_committed_scores_give():
     section = text[start:end if end > 0 else None]
     rows = {}
     for line in section.splitlines():
-        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        cells = table_cells(line, unbold=True)
         if line.startswith("|") and cells[0] in DNS_ROWS:
             rows[cells[0]] = cells[1:]
     assert rows.keys() == DNS_ROWS.keys()
