@@ -326,3 +326,28 @@ def test_an_unknown_trajectory_is_refused_by_the_teacher_step():
     x, y = toy_input()
     with pytest.raises(ValueError, match="randomized or deterministic"):
         rosecd_loss(toy_D, toy_D, toy_D, sde, x, y, None, cfg("randomised"), torch.Generator().manual_seed(0))
+
+
+def probe_rows(state, teacher_path, *args):
+    """The table rows that results/manyvoices/scripts/consistency_probe.py (RESULTS 7.11) prints for one state."""
+    result = subprocess.run([sys.executable, "results/manyvoices/scripts/consistency_probe.py", str(teacher_path),
+                             str(state), "--speech", "demo/speech_train", "--noise", "demo/noise", "--batch", "2",
+                             "--chunk", "2", *args], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return [[c.strip() for c in line.strip("|").split("|")] for line in result.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| state |")]
+
+
+def test_consistency_probe_splits_off_the_noise_floor(tiny_teacher, tmp_path):
+    """A state whose raw and EMA weights are the same: no raw-EMA gap, the logged loss is the export's own, and only
+    the randomized trajectory's target has a floor (its variance over the fresh noise z'), which is positive."""
+    t = teacher.load_checkpoint(tiny_teacher)
+    state = tmp_path / "state.pt"
+    torch.save({"kind": "student", "model": {**t["model"], "c_in": "one"}, "sde": t["sde"], "raw": t["ema"],
+                "ema": t["ema"], "step": 7}, state)
+    (row,) = probe_rows(state, tiny_teacher, "--draws", "3")
+    name, step, train, export, gap, clean, floor = row
+    assert (name, step, float(gap)) == ("state.pt", "7", 0.0) and train == export
+    assert float(floor) > 0 and float(clean) > 0
+    (row,) = probe_rows(state, tiny_teacher, "--draws", "3", "--trajectory", "deterministic")
+    assert len(row) == 6 and float(row[4]) == 0.0
