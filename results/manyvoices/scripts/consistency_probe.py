@@ -56,6 +56,10 @@ def chunked(f, *tensors):
     return torch.cat([f(*(t[i:i + args.chunk] for t in tensors)) for i in range(0, args.batch, args.chunk)])
 
 
+def mse(a, b):
+    return (a - b).abs().pow(2).mean().item()
+
+
 steps = [teacher_step(teacher, sde, x_tn[i:i + args.chunk], y[i:i + args.chunk], t_n[i:i + args.chunk], N,
                       z_prime[i:i + args.chunk], args.trajectory) for i in range(0, args.batch, args.chunk)]
 x_mean, x_next = (torch.cat(parts) for parts in zip(*steps))  # the teacher's Heun mean and x_{t_{n+1}}
@@ -75,9 +79,6 @@ for path in args.states:
     raw_tn = chunked(nets["raw"], x_tn, y, t_n)
     ema_tn = chunked(nets["ema"], x_tn, y, t_n)
     ema_next = chunked(nets["ema"], x_next, y, t_next)
-
-    def mse(a, b):
-        return (a - b).abs().pow(2).mean().item()
     floor = ""
     if more:
         targets = torch.stack([ema_next] + [chunked(nets["ema"], x, y, t_next) for x in more])
