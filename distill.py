@@ -50,6 +50,10 @@ class Config(TrainConfig):
     pesq_weight: float = option(0.0, "weight of a differentiable PESQ loss (needs the torch-pesq package)", minimum=0)
     student_c_in: str = option("one", "the student's input scaling: one (published) or edm (as the teacher)",
                                choices=("one", "edm"))
+    student_init: str = option("", "start the student from this checkpoint's EMA weights, of its own width, "
+                                   "instead of the teacher's (e.g. checkpoints/teacher-small.pt under a medium "
+                                   "teacher: a student for slower CPUs; the paper's student is its teacher's copy)",
+                               path="file")
 
 
 # ----------------------------------------------------------------------------- auxiliary losses
@@ -207,11 +211,13 @@ def load_teacher(path, device):
     return teacher.requires_grad_(False), sde
 
 
-def student_and_loss(cfg, teacher, sde, device, pesq_loss=None):
+def student_and_loss(cfg, teacher, sde, device, pesq_loss=None, start=None):
     """The student and the loss_fn of teacher.fit for distilling `teacher` (already on `device`): the student
-    and its target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy)."""
-    student = Denoiser(**{**teacher.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
-    student.load_state_dict(teacher.state_dict())
+    and its target start as copies of the teacher's EMA weights (fit makes the target as the EMA copy), or of
+    those of `start` (--student-init's network, which may be narrower or wider than the teacher's)."""
+    start = teacher if start is None else start
+    student = Denoiser(**{**start.config(), "c_in": cfg.student_c_in}, sde=sde).to(device)
+    student.load_state_dict(start.state_dict())
     if cfg.channels_last:  # the student is converted by teacher.fit, with its target
         teacher.to(memory_format=torch.channels_last)
     if cfg.compile:
@@ -229,6 +235,7 @@ def distill(cfg):
         raise DataError("--num-frames must be at least 9 for the 1024-point STFT of the auxiliary loss")
     pesq_loss = pesq_loss_fn(cfg.pesq_weight)
     teacher, sde = load_teacher(cfg.teacher, "cpu")  # a wrong file fails here, before the audio is loaded
+    start = load_model(cfg.student_init, "cpu")[0] if cfg.student_init else None  # and here
     resume = preflight(cfg, "student")
     # read by every process before any work, so that a bad file fails at the start (only rank 0 validates)
     sets = data.validation_sets(cfg.data, cfg.valid, cfg.valid_files) if cfg.valid_files else {}
@@ -236,7 +243,7 @@ def distill(cfg):
     if device.type == "cpu":
         keep_freed_memory()  # the allocator reuses what the process frees: no page faults for every new tensor
     set_determinism(cfg)
-    student, loss_fn = student_and_loss(cfg, teacher.to(device), sde, device, pesq_loss)
+    student, loss_fn = student_and_loss(cfg, teacher.to(device), sde, device, pesq_loss, start)
     return fit(cfg, "student", student, loss_fn, validator(teacher, sde, sets, cfg), sde, rank, world, device,
                resume)
 

@@ -15,6 +15,7 @@ import evaluate
 import teacher
 from distill import draw, mrstft_loss, rosecd_loss, si_sdr_loss
 from enhance import enhance_wav
+from model import Denoiser, save_checkpoint
 from sde import SDE, time_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +126,28 @@ def test_student_and_target_start_from_the_teacher_ema(tiny_teacher, tmp_path):
     assert s["kind"] == "student" and s["model"] == {**t["model"], "c_in": "one"}
     for name, w in t["ema"].items():
         assert torch.equal(s["raw"][name], w) and torch.equal(s["ema"][name], w)
+
+
+def test_student_init_starts_a_narrower_student_from_its_own_weights(tiny_teacher, tmp_path):
+    """--student-init: the student takes that checkpoint's width and EMA weights (with the student's c_in); the
+    teacher's ODE step still comes from --teacher, and the export is a student of the narrower width."""
+    t = teacher.load_checkpoint(tiny_teacher)
+    narrow = {**t["model"], "nf": 8}
+    init = Denoiser(**narrow, sde=SDE())
+    save_checkpoint(tmp_path / "init.pt", kind="teacher", model=narrow, sde=t["sde"], ema=init.state_dict())
+    distill.distill(distill.Config(teacher=str(tiny_teacher), student_init=str(tmp_path / "init.pt"), steps=1, lr=0.0,
+                                   out=str(tmp_path / "run"), **FAST))
+    s = teacher.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert s["model"] == {**narrow, "c_in": "one"} != {**t["model"], "c_in": "one"}
+    for name, w in init.state_dict().items():
+        assert torch.equal(s["raw"][name], w) and torch.equal(s["ema"][name], w)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    result = run_distill("--teacher", str(tiny_teacher), "--student-init", str(tmp_path / "junk.pt"),
+                         "--out", str(tmp_path / "bad"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "not a readable checkpoint" in lines[0], result.stderr
+    assert not (tmp_path / "bad" / "log.jsonl").exists()
 
 
 def test_a_run_on_a_cpu_keeps_freed_memory(tiny_teacher, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 # Started once with setsid: the four students of the paper's comparison, two per GPU, each compiled (eager where the
-# compiled run dies), each resumed from /tmp/state/NAME (packed parts) where that exists. TEACHER: the teacher export.
+# compiled run dies, or with COMPILE=--no-compile), each resumed from /tmp/state/NAME (packed parts) where that
+# exists. TEACHER: the teacher export; EXTRA: more options of distill.py for every student (--student-init ...).
 # The teacher's validation scores (distill.validator's valid_reference.json) are computed once, on GPU 0, while the
 # students compile, and renamed into each --out before its first validation: otherwise each student would run the
 # teacher's 30-step sampler on the same files itself. A copy in /tmp/state/valid_reference.json skips even that.
@@ -21,7 +22,7 @@ distill.validator(teacher, sde, sets, cfg)(teacher)  # writes the file once per 
 os.replace("/tmp/reference/valid_reference.json", ref)
 PY
 one() {  # one NAME GPU TRAJECTORY SISDR_WEIGHT MRSTFT_WEIGHT
-  local n=$1 g=$2 t=$3 s=$4 m=$5 resume="" compile=--compile
+  local n=$1 g=$2 t=$3 s=$4 m=$5 resume="" compile=${COMPILE:---compile}  # COMPILE=--no-compile: eager
   mkdir -p $R/$n
   if [ -f $R/$n/checkpoint.pt ]; then resume=--resume
   elif [ -d /tmp/state/$n ]; then python3 teacher.py unpack /tmp/state/$n $R/$n/checkpoint.pt && resume=--resume; fi
