@@ -3,10 +3,13 @@
 optimise is what enhance.py's --compile and --cuda-graph, and the --compile of teacher.py and distill.py,
 call: the memory format of the device's fastest convolutions, cuDNN's algorithm search, torch.compile, and
 CUDA graphs through GraphedNet; on a CPU also keep_freed_memory, the C library's allocator told to reuse memory
-(teacher.py and distill.py call it too for a run on a CPU). None of it changes the method; a reader can skip
-this file. The benchmarks that measured these paths are speed.py's (RESULTS.md sections 3 and 5).
+(teacher.py and distill.py call it too for a run on a CPU); cpu_has_bf16, whether a CPU computes bfloat16
+itself (enhance.py's --precision auto). None of it changes the method; a reader can skip this file. The
+benchmarks that measured these paths are speed.py's (RESULTS.md sections 3, 5 and 7.12).
 """
 import ctypes
+import re
+from pathlib import Path
 
 import torch
 
@@ -107,3 +110,16 @@ def capture_graph(fn):
                         cache_enabled=False), torch.cuda.graph(graph):
         out = fn()
     return graph, out
+
+
+def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
+    """Whether this CPU computes in bfloat16 itself, with the AVX-512 BF16 or AMX-BF16 instructions (flags
+    avx512_bf16, amx_bf16 in Linux's cpuinfo). There one-step enhancement in bf16 autocast took 0.6 x the time
+    of float32, with the same scores (RESULTS.md 7.12); a CPU without them emulates bfloat16, 5 to 7 x slower
+    than float32. False where cpuinfo cannot be read (another system): float32 then."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", text) is not None
+

@@ -349,18 +349,25 @@ def test_outputs_never_land_on_inputs(tmp_path):
         enhance.plan_jobs([str(tmp_path / "in" / "a.wav"), str(tmp_path / "other" / "a.wav")], tmp_path / "out")
 
 
-def test_precision_auto_is_fp32_on_a_cpu_and_bf16_reaches_the_files(tmp_path, ckpts, capsys):
+def test_precision_auto_on_a_cpu_and_bf16_reaches_the_files(tmp_path, ckpts, capsys, monkeypatch):
+    """auto on a CPU: fp32, except bf16 for a student where the CPU has bfloat16 instructions; a teacher stays
+    fp32 there."""
     (tmp_path / "in").mkdir()
     sf.write(tmp_path / "in" / "a.wav", demo_speech(0.5), 16000)
     outs = {}
-    for mode in ("auto", "fp32", "bf16"):
-        assert enhance.enhance_files([str(tmp_path / "in")], tmp_path / mode, ckpts["student"], device="cpu",
-                                     mode=mode) == 0
-        outs[mode] = sf.read(tmp_path / mode / "a.wav", dtype="float32")[0]
-        assert f"on cpu in {'fp32' if mode == 'auto' else mode}" in capsys.readouterr().out
-    assert np.array_equal(outs["auto"], outs["fp32"])
-    err = np.linalg.norm(outs["bf16"] - outs["fp32"]) / np.linalg.norm(outs["fp32"])
+    for has_bf16, mode, expected in ((False, "auto", "fp32"), (False, "fp32", "fp32"), (False, "bf16", "bf16"),
+                                     (True, "auto", "bf16"), (True, "fp32", "fp32")):
+        monkeypatch.setattr(enhance, "cpu_has_bf16", lambda: has_bf16)
+        out = tmp_path / f"{mode}-{has_bf16}"
+        assert enhance.enhance_files([str(tmp_path / "in")], out, ckpts["student"], device="cpu", mode=mode) == 0
+        outs[mode, has_bf16] = sf.read(out / "a.wav", dtype="float32")[0]
+        assert f"on cpu in {expected}" in capsys.readouterr().out
+    assert np.array_equal(outs["auto", False], outs["fp32", False])
+    assert np.array_equal(outs["auto", True], outs["bf16", False])
+    err = np.linalg.norm(outs["bf16", False] - outs["fp32", False]) / np.linalg.norm(outs["fp32", False])
     assert 0 < err < 0.05, err
+    assert enhance.enhance_files([str(tmp_path / "in")], tmp_path / "t", ckpts["teacher"], device="cpu", steps=2) == 0
+    assert "on cpu in fp32" in capsys.readouterr().out
     with pytest.raises(DataError, match="CUDA graphs need a GPU"):
         enhance.enhance_files([str(tmp_path / "in")], tmp_path / "g", ckpts["student"], device="cpu", cuda_graph=True)
     with pytest.raises(DataError, match="--batch 0: must be at least 1"):

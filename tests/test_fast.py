@@ -128,3 +128,13 @@ def test_on_a_cpu_freed_memory_is_reused_without_page_faults():
         layers()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     assert faults < 1000, faults
+
+
+def test_cpu_has_bf16_reads_the_flags_of_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    for flags, expected in (("fpu sse2 avx2 avx512f avx512bw", False), ("avx2 avx512f avx512_bf16", True),
+                            ("avx2 amx_bf16 amx_tile", True), ("avx2 avx512_bf16x", False)):
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+        assert fast.cpu_has_bf16(info) is expected, flags
+    assert fast.cpu_has_bf16(tmp_path / "missing") is False
+
