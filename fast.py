@@ -115,11 +115,10 @@ def capture_graph(fn):
 def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
     """Whether this CPU computes in bfloat16 itself, with the AVX-512 BF16 or AMX-BF16 instructions (flags
     avx512_bf16, amx_bf16 in Linux's cpuinfo). There one-step enhancement in bf16 autocast took 0.6 x the time
-    of float32, with the same scores (RESULTS.md 7.12); a CPU without them emulates bfloat16, 5 to 7 x slower
-    than float32. False where cpuinfo cannot be read (another system): float32 then."""
+    of float32, with the same scores (RESULTS.md 7.12); a CPU without them emulates bfloat16, many times slower
+    than float32 (RESULTS.md 7.1). False where cpuinfo cannot be read (another system): float32 then."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
         return False
     return re.search(r"\b(avx512_bf16|amx_bf16)\b", text) is not None
-

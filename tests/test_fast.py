@@ -137,4 +137,3 @@ def test_cpu_has_bf16_reads_the_flags_of_cpuinfo(tmp_path):
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
         assert fast.cpu_has_bf16(info) is expected, flags
     assert fast.cpu_has_bf16(tmp_path / "missing") is False
-

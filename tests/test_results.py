@@ -71,6 +71,7 @@ CONTINUED = {
     "small 5,950 - one-voice small": ("rosecd-small-mv-5950", "rosecd-small", THREE),
     "medium 13,700 - small 5,950": ("rosecd-medium-13700", "rosecd-small-mv-5950", FIVE),
     "teacher PC - small 5,950": ("teacher-medium-pc-gpu", "rosecd-small-mv-5950", FOUR),
+    "bf16 - float32, small 5,950": ("rosecd-small-mv-5950-bf16", "rosecd-small-mv-5950", ("libri_test", "p287")),
 }
 CONTINUED_ROWS = {(m, s) for m, (_, _, sets) in CONTINUED.items() for s in sets}
 # every name a row of 7.4 to 7.12 may hold
