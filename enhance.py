@@ -386,7 +386,9 @@ def make_parser():
     parser.add_argument("--checkpoint", metavar="CKPT", default=None,
                         help="student or teacher checkpoint: this project's .pt or an official SGMSE+ / ROSE-CD "
                         f"Lightning .ckpt (default: checkpoints/{DEFAULT_CHECKPOINT.name} beside enhance.py, the "
-                        "many-voices student, research use only; checkpoints/rosecd-small.pt: faster, public domain)")
+                        "many-voices student, research use only; checkpoints/rosecd-small-mv.pt: its faster, weaker "
+                        "small sibling, research use only; checkpoints/rosecd-small.pt: as fast, one voice, public "
+                        "domain)")
     parser.add_argument("--steps", metavar="N", type=int, default=None,
                         help="sampling steps (default: 1 for a student, its only choice; 30 for a teacher's "
                         "predictor-corrector, where 1 gives the teacher's one-step estimate)")
