@@ -1,0 +1,18 @@
+# cc.sh: the compile caches home, so that the next lease compiles the same graphs from them. students.sh and ddp.sh
+# point Inductor (its FX-graph and AOTAutograd caches) and Triton at $CC (default /tmp/cc); a compile that finds its
+# graphs there skips code generation. Run after a run's DONE: the first call (CC_FIRST=0) packs $CC once into
+# /tmp/ccout (tar.gz in 15-MiB parts and SHA256SUMS); each call copies parts CC_FIRST to CC_FIRST+3 (a call brings
+# back at most 64 MiB) with SHA256SUMS into $OUT/cc. At home: keep every part in .cc/ (ignored). Up again: carry
+# .cc (or one part per call: its files are read as they arrive); stage.sh unpacks them into $CC once every part's
+# checksum is right, and never over a $CC that exists.
+set -e
+CC=${CC:-/tmp/cc} FIRST=${CC_FIRST:-0}
+[ -d "$CC" ] || { echo "cc.sh: no compile caches at $CC"; exit 1; }
+if [ "$FIRST" = 0 ]; then
+  rm -rf /tmp/ccout && mkdir -p /tmp/ccout
+  tar -czf - -C "$(dirname "$CC")" "$(basename "$CC")" | split -b 15M -d -a 3 - /tmp/ccout/cc.tgz.
+  (cd /tmp/ccout && sha256sum cc.tgz.* > SHA256SUMS)
+fi
+mkdir -p $OUT/cc && cp /tmp/ccout/SHA256SUMS $OUT/cc/
+for f in $(ls /tmp/ccout/cc.tgz.* | sort | tail -n +$((FIRST + 1)) | head -4); do cp $f $OUT/cc/; done
+echo "caches $(du -sm "$CC" | cut -f1) MB in $(ls /tmp/ccout/cc.tgz.* | wc -l) parts; brought: $(ls $OUT/cc | tr '\n' ' ')"
