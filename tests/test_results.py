@@ -203,6 +203,10 @@ DNS_ROWS = {
     "many-voices student 13,700 - 5,450": ("student_medium", "student_medium_5450"),
     "many-voices student 13,700 - DeepFilterNet3": ("student_medium", "deepfilternet3"),
     "many-voices student 13,700 - many-voices teacher": ("student_medium", "teacher_medium"),
+    "many-voices small student 14,150 - noisy": ("student_small_mv", "noisy"),
+    "many-voices small student 14,150 - student": ("student_small_mv", "student"),
+    "many-voices small student 14,150 - many-voices student 13,700": ("student_small_mv", "student_medium"),
+    "many-voices small student 14,150 - DeepFilterNet3": ("student_small_mv", "deepfilternet3"),
 }
 
 
