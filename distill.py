@@ -99,6 +99,11 @@ def draw(batch, N, like, generator):
     return n, randn_like(like, generator), randn_like(like, generator)
 
 
+def fresh_noise(sde, t_n, N, z_prime):
+    """The randomized trajectory's noise after the teacher's Heun step from t_n: g(t_n) sqrt(T/N) z'."""
+    return bcast(sde.g(t_n), z_prime) * math.sqrt(sde.T / N) * z_prime
+
+
 def teacher_step(teacher, sde, x, y, t_n, N, z_prime, trajectory="randomized"):
     """The teacher's step from t_n, as the official code's heun_solver takes it: one Heun step of the
     probability-flow ODE with dt = -T/N (not the grid spacing (T - t_eps)/(N - 1): its second drift is
@@ -109,7 +114,7 @@ def teacher_step(teacher, sde, x, y, t_n, N, z_prime, trajectory="randomized"):
     x_mean, _ = heun_step(sde, teacher, x, y, t_n, t_n - sde.T / N)
     if trajectory == "deterministic":
         return x_mean, x_mean
-    return x_mean, x_mean + bcast(sde.g(t_n), x) * math.sqrt(sde.T / N) * z_prime  # randomized trajectory
+    return x_mean, x_mean + fresh_noise(sde, t_n, N, z_prime)  # randomized trajectory
 
 
 def rosecd_loss(student, target, teacher, sde, x, y, clean, cfg, generator, pesq_loss=None):

@@ -15,5 +15,5 @@ if [ "$FIRST" = 0 ]; then
 fi
 [ -f /tmp/ccout/SHA256SUMS ] || { echo "cc.sh: nothing packed on this machine yet: CC_FIRST=0 first"; exit 1; }
 mkdir -p "$OUT/cc" && cp /tmp/ccout/SHA256SUMS "$OUT/cc/"
-for f in $(ls /tmp/ccout/cc.tgz.* | sort | tail -n +$((FIRST + 1)) | head -4); do cp "$f" "$OUT/cc/"; done
+for f in $(ls /tmp/ccout/cc.tgz.* | tail -n +$((FIRST + 1)) | head -4); do cp "$f" "$OUT/cc/"; done
 echo "caches $(du -sm "$CC" | cut -f1) MB in $(ls /tmp/ccout/cc.tgz.* | wc -l) parts; brought: $(ls "$OUT/cc" | tr '\n' ' ')"

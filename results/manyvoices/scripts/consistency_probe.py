@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import data  # noqa: E402
-from distill import draw, teacher_step  # noqa: E402
+from distill import draw, fresh_noise, teacher_step  # noqa: E402
 from model import Denoiser, load_checkpoint, load_model  # noqa: E402
 from sde import bcast, randn_like, time_grid  # noqa: E402
 
@@ -64,7 +64,7 @@ steps = [teacher_step(teacher, sde, x_tn[i:i + args.chunk], y[i:i + args.chunk],
                       z_prime[i:i + args.chunk], args.trajectory) for i in range(0, args.batch, args.chunk)]
 x_mean, x_next = (torch.cat(parts) for parts in zip(*steps))  # the teacher's Heun mean and x_{t_{n+1}}
 # more draws of the trajectory's fresh noise, added to the same Heun mean as teacher_step adds it
-more = [x_mean + bcast(sde.g(t_n), x_mean) * (sde.T / N) ** 0.5 * randn_like(x_mean, g)
+more = [x_mean + fresh_noise(sde, t_n, N, randn_like(x_mean, g))
         for _ in range(args.draws - 1)] if args.trajectory == "randomized" else []
 print(f"batch {args.batch}, grid indices {n.tolist()}", flush=True)
 print("| state | step | train | export | gap | clean |" + (" floor |" if more else ""))
