@@ -1,4 +1,4 @@
-"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.13) against
+"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.14) against
 the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), section
 8's DNSMOS comparisons against results/dns3_real/NAME/scores.csv, and section 1.2's profiled rates against the
 profiles (results/profile/*.json): a table edited by hand, or scores replaced without the table, fails here."""
@@ -72,15 +72,21 @@ CONTINUED = {
     "medium 13,700 - small 5,950": ("rosecd-medium-13700", "rosecd-small-mv-5950", FIVE),
     "teacher PC - small 5,950": ("teacher-medium-pc-gpu", "rosecd-small-mv-5950", FOUR),
     "bf16 - float32, small 5,950": ("rosecd-small-mv-5950-bf16", "rosecd-small-mv-5950", ("libri_test", "p287")),
-    # section 7.13, the small student resumed from its full state of 5,950 to 14,150 updates (bundled)
+    # section 7.13, the small student resumed from its full state of 5,950 to 14,150 updates (bundled until 7.14)
     "small 14,150 - 5,950": ("rosecd-small-mv-14150", "rosecd-small-mv-5950", FIVE),
     "small 14,150 - noisy": ("rosecd-small-mv-14150", "noisy", FIVE),
     "small 14,150 - one-voice small": ("rosecd-small-mv-14150", "rosecd-small", THREE),
     "medium 13,700 - small 14,150": ("rosecd-medium-13700", "rosecd-small-mv-14150", FIVE),
     "teacher PC - small 14,150": ("teacher-medium-pc-gpu", "rosecd-small-mv-14150", FOUR),
+    # section 7.14, the small student warm-started from its export of 14,150 (the state was lost) to 25,250 (bundled)
+    "small 25,250 - 14,150": ("rosecd-small-mv-25250", "rosecd-small-mv-14150", FIVE),
+    "small 25,250 - noisy": ("rosecd-small-mv-25250", "noisy", FIVE),
+    "small 25,250 - one-voice small": ("rosecd-small-mv-25250", "rosecd-small", THREE),
+    "medium 13,700 - small 25,250": ("rosecd-medium-13700", "rosecd-small-mv-25250", FIVE),
+    "teacher PC - small 25,250": ("teacher-medium-pc-gpu", "rosecd-small-mv-25250", FOUR),
 }
 CONTINUED_ROWS = {(m, s) for m, (_, _, sets) in CONTINUED.items() for s in sets}
-# every name a row of 7.4 to 7.13 may hold
+# every name a row of 7.4 to 7.14 may hold
 ALL_MODELS = {**MODELS, **TEACHER, **{m: (a, b) for m, (a, b, _) in {**SAMPLERS, **CONTINUED}.items()}}
 ALL_SETS = {**SETS, **SNR_SETS}
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
@@ -92,7 +98,7 @@ def table_cells(line, unbold=False):
 
 
 def section_rows():
-    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 to 7.13's tables."""
+    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 to 7.14's tables."""
     text = (ROOT / "RESULTS.md").read_text()
     section = text[text.index("### 7.4"):text.index("\n## 8.")]
     rows, header = [], None
@@ -107,7 +113,7 @@ def section_rows():
     return rows
 
 
-def test_sections_7_4_to_7_13_hold_every_comparison():
+def test_sections_7_4_to_7_14_hold_every_comparison():
     named = [(cells[0], cells[1]) for _, cells in section_rows()]
     assert len(named) == len(set(named))
     assert set(named) == {(m, s) for m in MODELS for s in SETS} | SNR_ROWS | SAMPLER_ROWS | CONTINUED_ROWS
@@ -207,6 +213,10 @@ DNS_ROWS = {
     "many-voices small student 14,150 - student": ("student_small_mv", "student"),
     "many-voices small student 14,150 - many-voices student 13,700": ("student_small_mv", "student_medium"),
     "many-voices small student 14,150 - DeepFilterNet3": ("student_small_mv", "deepfilternet3"),
+    "many-voices small student 25,250 - noisy": ("student_small_mv_25250", "noisy"),
+    "many-voices small student 25,250 - 14,150": ("student_small_mv_25250", "student_small_mv"),
+    "many-voices small student 25,250 - many-voices student 13,700": ("student_small_mv_25250", "student_medium"),
+    "many-voices small student 25,250 - DeepFilterNet3": ("student_small_mv_25250", "deepfilternet3"),
 }
 
 
