@@ -10,6 +10,7 @@ CACHES=${CACHES:-/tmp/cc}
 [ -d .cc ] && mkdir -p /tmp/ccin && cp .cc/* /tmp/ccin/
 if [ -f /tmp/ccin/SHA256SUMS ] && [ ! -d "$CACHES" ]; then
   if (cd /tmp/ccin && sha256sum -c --quiet SHA256SUMS > /dev/null 2>&1); then
-    cat /tmp/ccin/cc.tgz.* | tar -xzf - -C "$(dirname "$CACHES")" && echo "compile caches: $(du -sm "$CACHES" | cut -f1) MB in $CACHES"
+    cat /tmp/ccin/cc.tgz.* | tar -xzf - -C "$(dirname "$CACHES")" &&
+      echo "compile caches: $(du -sm "$CACHES" | cut -f1) MB in $CACHES"
   else echo "compile caches: $(ls /tmp/ccin | grep -c cc.tgz) parts here, not all of them whole yet"; fi
 fi
