@@ -10,7 +10,9 @@ case "$1" in
     cp .git/index .git/lease.index && cp .git/info/exclude .git/lease.exclude
     git rm -r -q --cached $BIG
     for p in $BIG; do echo "/$p" >> .git/info/exclude; done
-    echo "tracked for the lease: $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) bytes" ;;
+    echo "tracked for the lease: $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) bytes"
+    # .carry is an ignored copy of these scripts (prepare.sh): refresh it, or an edit made since would not travel
+    [ -d .carry ] && cp results/manyvoices/scripts/*.sh .carry/ && echo ".carry refreshed from the scripts" ;;
   out)
     [ -f .git/lease.index ] || { echo "error: not in a lease (no .git/lease.index)"; exit 1; }
     mv .git/lease.index .git/index && mv .git/lease.exclude .git/info/exclude
