@@ -1,4 +1,4 @@
-"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.14) against
+"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.15) against
 the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), section
 8's DNSMOS comparisons against results/dns3_real/NAME/scores.csv, and section 1.2's profiled rates against the
 profiles (results/profile/*.json): a table edited by hand, or scores replaced without the table, fails here."""
@@ -84,9 +84,16 @@ CONTINUED = {
     "small 25,250 - one-voice small": ("rosecd-small-mv-25250", "rosecd-small", THREE),
     "medium 13,700 - small 25,250": ("rosecd-medium-13700", "rosecd-small-mv-25250", FIVE),
     "teacher PC - small 25,250": ("teacher-medium-pc-gpu", "rosecd-small-mv-25250", FOUR),
+    # section 7.15, resumed (full state) and warm-started (export) from 25,250 side by side; the warm-started bundled
+    "warm-started 33,300 - resumed 32,700": ("rosecd-small-warm-33300", "rosecd-small-mv-32700", FIVE),
+    "resumed 32,700 - 25,250": ("rosecd-small-mv-32700", "rosecd-small-mv-25250", FIVE),
+    "warm-started 33,300 - 25,250": ("rosecd-small-warm-33300", "rosecd-small-mv-25250", FIVE),
+    "warm-started 33,300 - noisy": ("rosecd-small-warm-33300", "noisy", FIVE),
+    "medium 13,700 - warm-started 33,300": ("rosecd-medium-13700", "rosecd-small-warm-33300", FIVE),
+    "teacher PC - warm-started 33,300": ("teacher-medium-pc-gpu", "rosecd-small-warm-33300", FOUR),
 }
 CONTINUED_ROWS = {(m, s) for m, (_, _, sets) in CONTINUED.items() for s in sets}
-# every name a row of 7.4 to 7.14 may hold
+# every name a row of 7.4 to 7.15 may hold
 ALL_MODELS = {**MODELS, **TEACHER, **{m: (a, b) for m, (a, b, _) in {**SAMPLERS, **CONTINUED}.items()}}
 ALL_SETS = {**SETS, **SNR_SETS}
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
@@ -98,7 +105,7 @@ def table_cells(line, unbold=False):
 
 
 def section_rows():
-    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 to 7.14's tables."""
+    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 to 7.15's tables."""
     text = (ROOT / "RESULTS.md").read_text()
     section = text[text.index("### 7.4"):text.index("\n## 8.")]
     rows, header = [], None
@@ -113,7 +120,7 @@ def section_rows():
     return rows
 
 
-def test_sections_7_4_to_7_14_hold_every_comparison():
+def test_sections_7_4_to_7_15_hold_every_comparison():
     named = [(cells[0], cells[1]) for _, cells in section_rows()]
     assert len(named) == len(set(named))
     assert set(named) == {(m, s) for m in MODELS for s in SETS} | SNR_ROWS | SAMPLER_ROWS | CONTINUED_ROWS
@@ -217,6 +224,10 @@ DNS_ROWS = {
     "many-voices small student 25,250 - 14,150": ("student_small_mv_25250", "student_small_mv"),
     "many-voices small student 25,250 - many-voices student 13,700": ("student_small_mv_25250", "student_medium"),
     "many-voices small student 25,250 - DeepFilterNet3": ("student_small_mv_25250", "deepfilternet3"),
+    "many-voices small student 33,300 - noisy": ("student_small_mv_33300", "noisy"),
+    "many-voices small student 33,300 - 25,250": ("student_small_mv_33300", "student_small_mv_25250"),
+    "many-voices small student 33,300 - many-voices student 13,700": ("student_small_mv_33300", "student_medium"),
+    "many-voices small student 33,300 - DeepFilterNet3": ("student_small_mv_33300", "deepfilternet3"),
 }
 
 
