@@ -1,12 +1,13 @@
-# Calls after the start: (START=1: start run.sh with setsid) watch for LIMIT s or until DONE, then pack the newest
-# checkpoint of each run named in PACK into $OUT (one 62 MiB state per call fits) with the logs.
+# Calls after the start: (START=1: start run.sh with setsid) watch for LIMIT s or until DONES (default 1) scripts
+# have written DONE (2 where two students.sh share the GPU: the first DONE is not the other's end), then pack the
+# newest checkpoint of each run named in PACK into $OUT (one 62 MiB state per call fits) with the logs.
 export PYTHONPATH=/tmp/site
 T0=$(date +%s); R=${R:-/tmp/runs}; LIMIT=${LIMIT:-500}; mkdir -p $R
 if [ -n "$START" ]; then setsid nohup bash /tmp/${SCRIPT:-run.sh} > /tmp/run.txt 2>&1 < /dev/null & sleep 2; fi
 # A watch call that lands on a fresh machine (the lease went back between calls) finds no run: stop at once
 # instead of watching nothing for LIMIT seconds of device time (session 6 lost 541 s that way).
 if [ -z "$START" ] && [ ! -f $R/stage ]; then echo "no run on this machine (a fresh one?): nothing to watch"; exit 3; fi
-while [ $(( $(date +%s) - T0 )) -lt $LIMIT ] && ! grep -q DONE $R/stage 2>/dev/null; do
+while [ $(( $(date +%s) - T0 )) -lt $LIMIT ] && [ "$(grep -c DONE $R/stage 2>/dev/null)" -lt "${DONES:-1}" ]; do
   sleep 30; echo "--- $(( $(date +%s) - T0 )) s: $(tail -1 $R/stage 2>/dev/null)"
   for f in $R/*/log.jsonl; do echo "$f: $(grep '"event": "train"' $f | tail -1 | cut -c20-140)"; done
   for f in $R/*/log.jsonl; do grep '"event": "valid"' $f | tail -1 | cut -c20-330; done
