@@ -11,8 +11,9 @@ case "$1" in
     git rm -r -q --cached $BIG
     for p in $BIG; do echo "/$p" >> .git/info/exclude; done
     echo "tracked for the lease: $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) bytes"
-    # .carry is an ignored copy of these scripts (prepare.sh): refresh it, or an edit made since would not travel
-    [ -d .carry ] && cp results/manyvoices/scripts/*.sh .carry/ && echo ".carry refreshed from the scripts" ;;
+    # .carry (ignored): these scripts as they are now, carried by name (results/ is out of the lease's tree); made
+    # here and only here, so an edit since the last lease cannot stay behind in an old copy
+    mkdir -p .carry && cp results/manyvoices/scripts/*.sh .carry/ && echo ".carry: the scripts copied" ;;
   out)
     [ -f .git/lease.index ] || { echo "error: not in a lease (no .git/lease.index)"; exit 1; }
     mv .git/lease.index .git/index && mv .git/lease.exclude .git/info/exclude

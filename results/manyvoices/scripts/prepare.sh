@@ -5,14 +5,13 @@
 #                 on the device)
 #   .xfer0 ...    the audio in parts of at most 14.5 MiB: the held-out LibriSpeech set (data.py testset, seed 1234)
 #                 and the nonspeech noise first, then LibriSpeech train, then the LJ utterances beyond demo/'s
-#   .carry        these scripts
+#   (.carry, the scripts themselves, is made by lease.sh in, every lease)
 #   .state/valid_reference.json  the teacher-medium export's validation scores (PC-30 on the GPU), so that a lease of
 #                 students.sh does not compute them again
 set -e
 S=${SHARED:-../shared/data}
 [ -d "$S/librispeech_mini" ] || { echo "error: $S/librispeech_mini not found (set SHARED=.../data)"; exit 1; }
-mkdir -p .whl .sdist .carry
-cp results/manyvoices/scripts/*.sh .carry/
+mkdir -p .whl .sdist
 mkdir -p .state && [ -f .state/valid_reference.json ] || \
   cp results/manyvoices/logs/valid_reference-teacher-medium.json .state/valid_reference.json
 P="--no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64"
