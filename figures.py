@@ -226,8 +226,11 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
     fig, axes = plt.subplots(3, len(runs), figsize=(6 * len(runs), 9), squeeze=False, layout="constrained")
     for col, (kind, paths) in enumerate(runs.items()):
         loss_key, prefix = ("loss", "") if kind == "teacher" else ("consistency", "student_")
-        for path, entries in paths:
+        for i, (path, entries) in enumerate(paths):
             name = run_name(path)
+            # tab20 holds pairs of a dark and a light shade: a run's loss and first validation set take the dark
+            # one, its second set the light one, so that a run keeps its colour across rows past ten lines
+            shade = lambda j: plt.cm.tab20.colors[(2 * i + j) % 20]
             at = (lambda e: e["step"]) if x == "update" else (lambda e: e["gpu_minutes"])
             try:
                 train = [e for e in entries if e.get("event") == "train" and loss_key in e]
@@ -235,12 +238,14 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
                 if train:
                     values = np.convolve([e[loss_key] for e in train], np.ones(smooth) / smooth, mode="valid") \
                         if len(train) >= smooth else [e[loss_key] for e in train]
-                    axes[0][col].plot([at(e) for e in train][len(train) - len(values):], values, label=name)
+                    axes[0][col].plot([at(e) for e in train][len(train) - len(values):], values, label=name,
+                                      color=shade(0))
                 for row, metric in ((1, "pesq"), (2, "si_sdr")):
                     sets = validation_sets(valid[0], prefix + metric) if valid else {"": prefix + metric}
-                    for set_name, key in sets.items():
+                    for j, (set_name, key) in enumerate(sets.items()):
                         line = axes[row][col].plot([at(e) for e in valid], [e[key] for e in valid], "o-",
-                                                   label=f"{name} {set_name}".strip())
+                                                   label=f"{name} {set_name}".strip(),
+                                                   color=shade(j) if len(sets) <= 2 else None)
                         if kind == "student" and valid:
                             teacher_key = key.replace(prefix + metric, f"teacher_{metric}")
                             axes[row][col].axhline(valid[0][teacher_key], ls="--", color=line[0].get_color())
@@ -252,7 +257,7 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
         axes[1][col].set(title="validation PESQ" + (" (one step; dashed: teacher)" if kind == "student" else ""))
         axes[2][col].set(title="validation SI-SDR [dB]", xlabel="update" if x == "update" else "GPU-minutes")
         for row in range(3):
-            axes[row][col].legend(fontsize=8)
+            axes[row][col].legend(fontsize=8, framealpha=0.5)  # lines behind it stay visible
             axes[row][col].grid(alpha=0.3)
     save_png(fig, png, dpi=90)
     return {kind: [run_name(path) for path, _ in paths] for kind, paths in runs.items()}
