@@ -1,7 +1,8 @@
 """RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.15) against
-the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), section
-8's DNSMOS comparisons against results/dns3_real/NAME/scores.csv, and section 1.2's profiled rates against the
-profiles (results/profile/*.json): a table edited by hand, or scores replaced without the table, fails here."""
+the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), the GPU
+validation tables of 7.15 and 7.16 against the committed logs (results/manyvoices/logs/*.jsonl), section 8's DNSMOS
+comparisons against results/dns3_real/NAME/scores.csv, and section 1.2's profiled rates against the profiles
+(results/profile/*.json): a table edited by hand, or scores replaced without the table, fails here."""
 import csv
 import json
 from pathlib import Path
@@ -249,3 +250,41 @@ def test_the_dnsmos_comparisons_are_what_the_committed_scores_give():
         expected = [f"{d['mean']:+.3f} ± {d['sem']:.3f} ({d['wins']}/{d['n']})"
                     for d in (diff[m] for m in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"))]
         assert [c.replace("**", "") for c in cells] == expected, name
+
+
+LOGS = ROOT / "results" / "manyvoices" / "logs"
+# sections 7.15 and 7.16's GPU validation tables: the run's name in a row -> the committed log its numbers come from
+VALIDATION_LOGS = {"resumed": "rosecd-small-mv-resumed-a20.jsonl", "warm-started": "rosecd-small-mv.jsonl",
+                   "warm-started from 33,300": "rosecd-small-mv-lost-a21.jsonl"}
+
+
+def validation_rows():
+    """(run, update, row cells) of every row of the validation tables of RESULTS.md 7.15 and 7.16."""
+    text = (ROOT / "RESULTS.md").read_text()
+    rows = []
+    for line in text[text.index("### 7.15"):text.index("\n## 8.")].splitlines():
+        cells = table_cells(line) if line.startswith("|") else None
+        if cells and cells[0] in VALIDATION_LOGS:
+            rows.append(cells)
+    return rows
+
+
+def test_the_validation_tables_of_7_15_and_7_16_hold_every_logged_validation():
+    rows = validation_rows()
+    for run, log in VALIDATION_LOGS.items():
+        entries = [json.loads(line) for line in (LOGS / log).read_text().splitlines()]
+        first = next(e["step"] for e in entries if e["event"] == "start" and e["step"] >= 25250)
+        logged = {e["step"] for e in entries if e["event"] == "valid" and e["step"] > first}
+        assert {int(c[1].replace(",", "")) for c in rows if c[0] == run} == logged, run
+
+
+@pytest.mark.parametrize("cells", validation_rows())
+def test_each_validation_row_is_what_its_log_says(cells):
+    log = LOGS / VALIDATION_LOGS[cells[0]]
+    step = int(cells[1].replace(",", ""))
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    entry = [e for e in entries if e["event"] == "valid" and e["step"] == step][-1]  # the last stint's
+    assert cells[2] == f"{entry['gpu_minutes']:.1f}"
+    for cell, prefix in zip(cells[3:], ("libri_test", "vbdmd")):
+        scores = [f"{entry[f'{prefix}/student_{m}']:.{d}f}" for m, d in (("pesq", 3), ("estoi", 3), ("si_sdr", 2))]
+        assert cell == " / ".join(scores), f"{cells[0]} {cells[1]} {prefix}"
