@@ -219,8 +219,9 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
         entries = read_log(path)
         if not any(e.get("event") in ("train", "valid") for e in entries):  # not even one point: an empty figure
             raise DataError(f"{path}: no training or validation entries yet; nothing to draw")
-        # a distill.py run: its start entry's config names a teacher, or it validated a student
-        kind = "student" if any("teacher" in e.get("config", {}) or "student_pesq" in e for e in entries) else "teacher"
+        # a distill.py run: its start entry's config names a teacher, or it validated a student (on one set or more)
+        kind = "student" if any("teacher" in e.get("config", {}) or validation_sets(e, "student_pesq")
+                                for e in entries) else "teacher"
         runs.setdefault(kind, []).append((path, entries))
     runs = dict(sorted(runs.items(), key=lambda kv: kv[0] != "teacher"))
     fig, axes = plt.subplots(3, len(runs), figsize=(6 * len(runs), 9), squeeze=False, layout="constrained")
@@ -241,7 +242,7 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
                     axes[0][col].plot([at(e) for e in train][len(train) - len(values):], values, label=name,
                                       color=shade(0))
                 for row, metric in ((1, "pesq"), (2, "si_sdr")):
-                    sets = validation_sets(valid[0], prefix + metric) if valid else {"": prefix + metric}
+                    sets = validation_sets(valid[0], prefix + metric) if valid else {}  # a run that never validated
                     for j, (set_name, key) in enumerate(sets.items()):
                         line = axes[row][col].plot([at(e) for e in valid], [e[key] for e in valid], "o-",
                                                    label=f"{name} {set_name}".strip(),
@@ -257,7 +258,12 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
         axes[1][col].set(title="validation PESQ" + (" (one step; dashed: teacher)" if kind == "student" else ""))
         axes[2][col].set(title="validation SI-SDR [dB]", xlabel="update" if x == "update" else "GPU-minutes")
         for row in range(3):
-            axes[row][col].legend(fontsize=8, framealpha=0.5)  # lines behind it stay visible
+            if not axes[row][col].lines:  # no run of this kind validated: say so instead of an empty frame
+                axes[row][col].text(0.5, 0.5, "no validation entries in these logs", ha="center", va="center",
+                                    transform=axes[row][col].transAxes)
+                axes[row][col].set(xticks=[], yticks=[])
+            else:
+                axes[row][col].legend(fontsize=8, framealpha=0.5)  # lines behind it stay visible
             axes[row][col].grid(alpha=0.3)
     save_png(fig, png, dpi=90)
     return {kind: [run_name(path) for path, _ in paths] for kind, paths in runs.items()}

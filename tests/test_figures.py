@@ -232,6 +232,7 @@ def test_curves_put_teacher_and_student_runs_in_their_own_columns(tmp_path, monk
     assert [list(c.args[1]) for c in grid[0][1].plot.call_args_list] == [[5e-4], [4e-4]]  # consistency terms
     assert grid[2][0].plot.call_args.args[1] == [6.0] and grid[2][1].plot.call_args_list[0].args[1] == [6.7]
     assert grid[1][1].axhline.call_args.args[0] == 1.38  # the teacher's score, dashed
+    assert [c.kwargs["label"] for c in grid[1][1].plot.call_args_list] == ["student"]  # "quiet" has no line there
     # --smooth 2: a moving mean over two entries, drawn at the later one's step
     figures.main(["curves", "--logs", log["teacher"], "--out", str(tmp_path / "smooth.png"), "--smooth", "2"])
     steps, losses = grids[-1][0][0].plot.call_args.args[:2]
@@ -258,6 +259,37 @@ def test_curves_put_teacher_and_student_runs_in_their_own_columns(tmp_path, monk
         line = error_of(*argv)
         assert line.startswith("error:") and message in line and "\n" not in line, (argv, line)
     assert not (tmp_path / "bad.png").exists()
+
+
+@needs_matplotlib
+def test_curves_keep_a_runs_colour_and_say_where_nothing_validated(tmp_path, monkeypatch):
+    """With matplotlib itself: each run's loss line and first validation set share a dark shade and its second set
+    takes the light one of the same pair (past ten lines, a plain colour cycle gave two runs one colour); a column
+    whose runs never validated says so instead of drawing an empty frame."""
+    import matplotlib.pyplot as plt
+    figs = []
+    monkeypatch.setattr(figures, "save_png", lambda fig, png, dpi=None: figs.append(fig))
+    logs = []
+    for i in range(6):  # six students validated on two sets: twelve lines per validation panel
+        entries = [{"event": "train", "step": 10, "consistency": 1e-4 * (i + 1)},
+                   {"event": "valid", "step": 10, **{f"{s}/{w}_{m}": 1.0 + i for s in ("libri", "p287")
+                                                     for w in ("student", "teacher") for m in ("pesq", "si_sdr")}}]
+        logs.append(tmp_path / f"s{i}.jsonl")
+        logs[-1].write_text("".join(json.dumps(e) + "\n" for e in entries))
+    teacher = tmp_path / "t.jsonl"  # a teacher that never validated
+    teacher.write_text(json.dumps({"event": "train", "step": 10, "loss": 5.0}) + "\n")
+    figures.plot_curves([str(p) for p in logs] + [str(teacher)], tmp_path / "c.png", smooth=1)
+    axes = np.array(figs[0].axes).reshape(3, 2)
+    pairs = plt.cm.tab20.colors
+    for i in range(6):
+        loss = axes[0][1].lines[i].get_color()
+        pesq = {line.get_label(): line.get_color() for line in axes[1][1].lines}
+        assert loss == pesq[f"s{i} libri"] == pairs[2 * i] and pesq[f"s{i} p287"] == pairs[2 * i + 1]
+    assert len({line.get_color() for line in axes[1][1].lines}) == 12
+    for row in (1, 2):
+        assert [t.get_text() for t in axes[row][0].texts] == ["no validation entries in these logs"]
+        assert not axes[row][0].lines and axes[row][0].get_legend() is None
+    plt.close(figs[0])
 
 
 def test_curves_over_gpu_minutes_draw_one_line_per_validation_set(tmp_path, monkeypatch):
