@@ -258,8 +258,9 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
         axes[1][col].set(title="validation PESQ" + (" (one step; dashed: teacher)" if kind == "student" else ""))
         axes[2][col].set(title="validation SI-SDR [dB]", xlabel="update" if x == "update" else "GPU-minutes")
         for row in range(3):
-            if not axes[row][col].lines:  # no run of this kind validated: say so instead of an empty frame
-                axes[row][col].text(0.5, 0.5, "no validation entries in these logs", ha="center", va="center",
+            if not axes[row][col].lines:  # no run of this kind trained / validated: say so, not an empty frame
+                what = "training" if row == 0 else "validation"
+                axes[row][col].text(0.5, 0.5, f"no {what} entries in these logs", ha="center", va="center",
                                     transform=axes[row][col].transAxes)
                 axes[row][col].set(xticks=[], yticks=[])
             else:

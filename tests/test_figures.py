@@ -278,7 +278,10 @@ def test_curves_keep_a_runs_colour_and_say_where_nothing_validated(tmp_path, mon
         logs[-1].write_text("".join(json.dumps(e) + "\n" for e in entries))
     teacher = tmp_path / "t.jsonl"  # a teacher that never validated
     teacher.write_text(json.dumps({"event": "train", "step": 10, "loss": 5.0}) + "\n")
+    quiet = tmp_path / "q.jsonl"  # and one that only validated: its loss panel is the one without lines
+    quiet.write_text(json.dumps({"event": "valid", "step": 10, "pesq": 1.5, "si_sdr": 7.0}) + "\n")
     figures.plot_curves([str(p) for p in logs] + [str(teacher)], tmp_path / "c.png", smooth=1)
+    figures.plot_curves([str(quiet)], tmp_path / "q.png", smooth=1)
     axes = np.array(figs[0].axes).reshape(3, 2)
     pairs = plt.cm.tab20.colors
     for i in range(6):
@@ -289,7 +292,9 @@ def test_curves_keep_a_runs_colour_and_say_where_nothing_validated(tmp_path, mon
     for row in (1, 2):
         assert [t.get_text() for t in axes[row][0].texts] == ["no validation entries in these logs"]
         assert not axes[row][0].lines and axes[row][0].get_legend() is None
-    plt.close(figs[0])
+    assert [t.get_text() for t in figs[1].axes[0].texts] == ["no training entries in these logs"]
+    assert [len(ax.lines) for ax in figs[1].axes] == [0, 1, 1] and not figs[1].axes[1].texts
+    plt.close(figs[0]), plt.close(figs[1])
 
 
 def test_curves_over_gpu_minutes_draw_one_line_per_validation_set(tmp_path, monkeypatch):
