@@ -2,9 +2,10 @@
 # point Inductor (its FX-graph and AOTAutograd caches) and Triton at $CACHES (default /tmp/cc); a compile that finds
 # its graphs there skips code generation. Run after a run's DONE: the first call (CC_FIRST=0) packs $CACHES once into
 # /tmp/ccout (tar.gz in 15-MiB parts and SHA256SUMS); each call copies CC_COUNT parts (default 4) from CC_FIRST on
-# with SHA256SUMS into $OUT/cc (a call brings back at most 64 MiB: CC_COUNT=1 beside a 40 MiB state from watch.sh). At home: keep every part in .cc/ (ignored). Up again: carry
-# the parts by name, at most three per call beside the 15 MB tree (they gather in /tmp/ccin); stage.sh unpacks them
-# into $CACHES once every part's checksum is right, and never over a $CACHES that exists.
+# with SHA256SUMS into $OUT/cc (a call brings back at most 64 MiB: CC_COUNT=1 beside a 40 MiB state from watch.sh).
+# At home: keep every part in .cc/ (ignored). Up again: carry the parts by name, at most three per call beside the
+# 15 MB tree (they gather in /tmp/ccin); stage.sh unpacks them into $CACHES once every part's checksum is right, and
+# never over a $CACHES that exists.
 set -e
 # (CACHES, not CC: the device sets CC to its C compiler, and a script reading CC took /opt/gcc/bin/gcc for the caches)
 CACHES=${CACHES:-/tmp/cc} FIRST=${CC_FIRST:-0}
