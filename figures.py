@@ -247,7 +247,7 @@ def plot_curves(logs, png, smooth=SMOOTH, x="update"):
                         line = axes[row][col].plot([at(e) for e in valid], [e[key] for e in valid], "o-",
                                                    label=f"{name} {set_name}".strip(),
                                                    color=shade(j) if len(sets) <= 2 else None)
-                        if kind == "student" and valid:
+                        if kind == "student":
                             teacher_key = key.replace(prefix + metric, f"teacher_{metric}")
                             axes[row][col].axhline(valid[0][teacher_key], ls="--", color=line[0].get_color())
             except (KeyError, TypeError, ValueError) as e:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import evaluate
+import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ROOT / "results" / "manyvoices" / "scores"
@@ -272,7 +273,7 @@ def validation_rows():
 
 
 def validations(log):
-    return [e for e in map(json.loads, (LOGS / log).read_text().splitlines()) if e["event"] == "valid"]
+    return [e for e in figures.read_log(LOGS / log) if e["event"] == "valid"]
 
 
 def test_the_validation_tables_of_7_15_and_7_16_hold_every_logged_validation():
@@ -284,7 +285,7 @@ def test_the_validation_tables_of_7_15_and_7_16_hold_every_logged_validation():
 
 @pytest.mark.parametrize("cells", validation_rows())
 def test_each_validation_row_is_what_its_log_says(cells):
-    log, start = VALIDATION_LOGS[cells[0]]
+    log, _ = VALIDATION_LOGS[cells[0]]
     step = int(cells[1].replace(",", ""))
     entry = [e for e in validations(log) if e["step"] == step][-1]  # where stints overlap, the newest
     assert cells[2] == f"{entry['gpu_minutes']:.1f}"
