@@ -1,6 +1,6 @@
-"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.15) against
+"""RESULTS.md's paired comparisons of the many-voices students and their teacher (sections 7.4 to 7.17) against
 the per-file scores they were computed from (results/manyvoices/scores/SET/MODEL/scores.csv, committed), the GPU
-validation tables of 7.15 and 7.16 against the committed logs (results/manyvoices/logs/*.jsonl), section 8's DNSMOS
+validation tables of 7.15 to 7.17 against the committed logs (results/manyvoices/logs/*.jsonl), section 8's DNSMOS
 comparisons against results/dns3_real/NAME/scores.csv, and section 1.2's profiled rates against the profiles
 (results/profile/*.json): a table edited by hand, or scores replaced without the table, fails here."""
 import csv
@@ -93,9 +93,13 @@ CONTINUED = {
     "warm-started 33,300 - noisy": ("rosecd-small-warm-33300", "noisy", FIVE),
     "medium 13,700 - warm-started 33,300": ("rosecd-medium-13700", "rosecd-small-warm-33300", FIVE),
     "teacher PC - warm-started 33,300": ("teacher-medium-pc-gpu", "rosecd-small-warm-33300", FOUR),
+    # section 7.17, warm-started from the export of 33,300 again, at a quarter of the learning rate (not bundled)
+    "lr 5e-5 41,750 - 33,300": ("rosecd-small-anneal-41750", "rosecd-small-warm-33300", FIVE),
+    "lr 5e-5 41,750 - noisy": ("rosecd-small-anneal-41750", "noisy", FIVE),
+    "teacher PC - lr 5e-5 41,750": ("teacher-medium-pc-gpu", "rosecd-small-anneal-41750", FOUR),
 }
 CONTINUED_ROWS = {(m, s) for m, (_, _, sets) in CONTINUED.items() for s in sets}
-# every name a row of 7.4 to 7.15 may hold
+# every name a row of 7.4 to 7.17 may hold
 ALL_MODELS = {**MODELS, **TEACHER, **{m: (a, b) for m, (a, b, _) in {**SAMPLERS, **CONTINUED}.items()}}
 ALL_SETS = {**SETS, **SNR_SETS}
 COLUMNS = {"PESQ": ("pesq", 3), "ESTOI": ("estoi", 3), "SI-SDR [dB]": ("si_sdr", 2)}  # header -> metric, decimals
@@ -107,7 +111,7 @@ def table_cells(line, unbold=False):
 
 
 def section_rows():
-    """(header cells, row cells) of every comparison row of RESULTS.md sections 7.4 to 7.15's tables."""
+    """(header cells, row cells) of every comparison row of RESULTS.md section 7's tables from 7.4 on."""
     text = (ROOT / "RESULTS.md").read_text()
     section = text[text.index("### 7.4"):text.index("\n## 8.")]
     rows, header = [], None
@@ -122,7 +126,7 @@ def section_rows():
     return rows
 
 
-def test_sections_7_4_to_7_15_hold_every_comparison():
+def test_section_7_holds_every_comparison():
     named = [(cells[0], cells[1]) for _, cells in section_rows()]
     assert len(named) == len(set(named))
     assert set(named) == {(m, s) for m in MODELS for s in SETS} | SNR_ROWS | SAMPLER_ROWS | CONTINUED_ROWS
@@ -254,15 +258,16 @@ def test_the_dnsmos_comparisons_are_what_the_committed_scores_give():
 
 
 LOGS = ROOT / "results" / "manyvoices" / "logs"
-# sections 7.15 and 7.16's GPU validation tables: the run's name in a row -> (the committed log its numbers come from,
+# the GPU validation tables of 7.15 to 7.17: the run's name in a row -> (the committed log its numbers come from,
 # the update its stint started at: the table holds every validation after it)
 VALIDATION_LOGS = {"resumed": ("rosecd-small-mv-resumed-a20.jsonl", 25250),
                    "warm-started": ("rosecd-small-mv.jsonl", 25250),
-                   "warm-started from 33,300": ("rosecd-small-mv-lost-a21.jsonl", 33300)}
+                   "warm-started from 33,300": ("rosecd-small-mv-lost-a21.jsonl", 33300),
+                   "warm-started at lr 5e-5": ("rosecd-small-mv-anneal-a22.jsonl", 33300)}
 
 
 def validation_rows():
-    """The cells of every row of the validation tables of RESULTS.md 7.15 and 7.16 (run, update, GPU-min, two sets)."""
+    """The cells of every row of the validation tables of RESULTS.md from 7.15 on (run, update, GPU-min, two sets)."""
     text = (ROOT / "RESULTS.md").read_text()
     rows = []
     for line in text[text.index("### 7.15"):text.index("\n## 8.")].splitlines():
@@ -276,7 +281,7 @@ def validations(log):
     return [e for e in figures.read_log(LOGS / log) if e["event"] == "valid"]
 
 
-def test_the_validation_tables_of_7_15_and_7_16_hold_every_logged_validation():
+def test_the_validation_tables_from_7_15_on_hold_every_logged_validation():
     rows = validation_rows()
     for run, (log, start) in VALIDATION_LOGS.items():
         logged = {e["step"] for e in validations(log) if e["step"] > start}
