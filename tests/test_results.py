@@ -4,6 +4,7 @@ validation tables of 7.15 to 7.17 against the committed logs (results/manyvoices
 comparisons against results/dns3_real/NAME/scores.csv, and section 1.2's profiled rates against the profiles
 (results/profile/*.json): a table edited by hand, or scores replaced without the table, fails here."""
 import csv
+import functools
 import json
 from pathlib import Path
 
@@ -277,6 +278,7 @@ def validation_rows():
     return rows
 
 
+@functools.lru_cache(maxsize=None)  # each parametrized row asks again: read each log once
 def validations(log):
     return [e for e in figures.read_log(LOGS / log) if e["event"] == "valid"]
 
